@@ -1,0 +1,118 @@
+"""Command line: ``scalezero train`` and ``scalezero eval``.
+
+User mistakes (unknown task or suite, bad value, missing dependency) end with one line
+naming what was wrong and what is allowed, and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from scalezero.config import Config, ConfigError, TaskEntry, available_suites, load_config, load_suite, with_overrides
+
+
+def _config_for_task(name: str) -> Config:
+    """A suite of one: the first shipped suite that lists ``name`` supplies the settings."""
+    from scalezero.tasks import available_tasks
+
+    if name not in available_tasks():
+        raise ConfigError(f"unknown task {name!r}; available tasks: {', '.join(available_tasks())}")
+    for suite in available_suites():
+        config = load_suite(suite)
+        for entry in config.tasks:
+            if entry.name == name:
+                return replace(config, tasks=(entry,), suite=name)
+    return replace(load_suite("cartpole"), tasks=(TaskEntry(name=name),), suite=name).validate()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from scalezero.train.loop import train
+
+    if bool(args.suite) == bool(args.task):
+        raise ConfigError("give exactly one of --suite NAME or --task NAME")
+    config = load_suite(args.suite) if args.suite else _config_for_task(args.task)
+    overrides = {}
+    if args.steps is not None:
+        overrides["env_steps"] = args.steps
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.device is not None:
+        overrides["device"] = args.device
+    if overrides:
+        config = with_overrides(config, "train", **overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{config.suite}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    train(config, out, show_progress=not args.quiet)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from scalezero.train.checkpoint import latest_checkpoint, load_checkpoint
+    from scalezero.train.evaluator import evaluate
+    from scalezero.train.loop import build_model, pick_device, resolve_tasks
+
+    run = Path(args.run)
+    if not (run / "config.yaml").exists():
+        raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+    config = load_config(run / "config.yaml")
+    if args.device:
+        config = with_overrides(config, "train", device=args.device)
+    device = pick_device(config.train.device)
+    tasks, layout = resolve_tasks(config)
+    model = build_model(config, layout, device)
+    ckpt = latest_checkpoint(run)
+    load_checkpoint(ckpt, model)
+    torch.manual_seed(config.train.seed)
+    results = evaluate(model, tasks, layout, config, device, episodes=args.episodes)
+    named = {tasks[t].spec.name: r for t, r in results.items()}
+    for name, r in named.items():
+        print(f"{name:28s} return {r['return_mean']:9.2f} ± {r['return_std']:.2f}  ({int(r['episodes'])} episodes)")
+    (run / "eval.json").write_text(json.dumps({"checkpoint": ckpt.name, "results": named}, indent=1))
+    print(f"written: {run / 'eval.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scalezero", description="One world model for many tasks: multi-task MuZero-style planning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one model on a suite (or a single task)")
+    t.add_argument("--suite", help=f"suite name ({', '.join(available_suites())}) or a suite .yaml file")
+    t.add_argument("--task", help="a single registered task (a suite of one)")
+    t.add_argument("--steps", type=int, help="environment steps per task (overrides train.env_steps)")
+    t.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
+    t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>)")
+    t.add_argument("--device", choices=["cpu", "cuda"], help="overrides train.device")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+    t.set_defaults(func=_train)
+    e = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
+    e.add_argument("--run", required=True, help="run directory")
+    e.add_argument("--episodes", type=int, help="episodes per task (default: the run's train.eval_episodes)")
+    e.add_argument("--device", choices=["cpu", "cuda"])
+    e.set_defaults(func=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"scalezero: error: {message}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"scalezero: error: missing dependency: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scalezero: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Typed run configuration: frozen dataclasses, YAML suites, validation.
+
+A run is described by one :class:`Config`. Every field has a documented default;
+suites (YAML files shipped in ``scalezero/suites``) overlay a few of them and list the
+tasks. Unknown keys and out-of-range values fail at load time with a message that
+names the field and what is allowed, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is wrong; the message says which field and what is allowed."""
+
+
+def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is not allowed; expected {allowed}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """World-model size and shape (UniZero-style transformer over latent/action tokens)."""
+
+    embed_dim: int = 128
+    """Width of every token; also the latent size every encoder maps into."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads; must divide ``embed_dim``."""
+    dropout: float = 0.0
+    """Dropout inside the transformer (0 keeps training and search identical)."""
+    attention_window_steps: int = 8
+    """How many (latent, action) steps a token may attend back over. Training, target
+    computation and search all use this sliding window, so search deeper than the
+    window stays exactly what the model was trained on (rotary positions make it exact)."""
+    simnorm_group: int = 8
+    """Group size of SimNorm on latents (softmax over groups); must divide ``embed_dim``."""
+    support_size: int = 50
+    """Reward and value are categorical over 2*support_size+1 bins of the transformed scalar."""
+    conv_channels: int = 32
+    """Channels of the image encoder's convolutions."""
+    mlp_hidden: int = 128
+    """Hidden width of the vector encoder and of the heads."""
+    task_embedding: bool = True
+    """Add a learned per-task embedding to every token."""
+
+    def validate(self) -> None:
+        _check(self.embed_dim >= 8, "model.embed_dim", "an integer >= 8", self.embed_dim)
+        _check(self.num_layers >= 1, "model.num_layers", "an integer >= 1", self.num_layers)
+        _check(
+            self.num_heads >= 1 and self.embed_dim % self.num_heads == 0 and (self.embed_dim // self.num_heads) % 2 == 0,
+            "model.num_heads",
+            f"a divisor of embed_dim={self.embed_dim} leaving an even head width",
+            self.num_heads,
+        )
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
+        _check(self.attention_window_steps >= 1, "model.attention_window_steps", "an integer >= 1", self.attention_window_steps)
+        _check(
+            self.simnorm_group >= 2 and self.embed_dim % self.simnorm_group == 0,
+            "model.simnorm_group",
+            f"an integer >= 2 dividing embed_dim={self.embed_dim}",
+            self.simnorm_group,
+        )
+        _check(self.support_size >= 1, "model.support_size", "an integer >= 1", self.support_size)
+        _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
+        _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
+
+
+SEARCH_ALGORITHMS = ("puct", "gumbel")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Monte Carlo Tree Search inside the learned model."""
+
+    algorithm: str = "puct"
+    """``puct`` (MuZero: pUCT with Dirichlet root noise) or ``gumbel`` (Gumbel MuZero root:
+    sequential halving, improved-policy target)."""
+    num_simulations: int = 25
+    """Model evaluations per search (one new node each)."""
+    pb_c_init: float = 1.25
+    """pUCT exploration constant c1."""
+    pb_c_base: float = 19652.0
+    """pUCT visit-scaling constant c2."""
+    dirichlet_alpha: float = 0.3
+    """Root noise concentration (pUCT, collection only)."""
+    root_noise_weight: float = 0.25
+    """Mixing weight of the root noise (0 disables it)."""
+    gumbel_max_considered: int = 16
+    """Gumbel root: actions kept at the start of sequential halving."""
+    gumbel_scale: float = 1.0
+    """Gumbel root: scale of the Gumbel noise in collection (0 in evaluation)."""
+    c_visit: float = 50.0
+    """Gumbel: sigma(q) = (c_visit + max_b N(b)) * c_scale * q."""
+    c_scale: float = 0.1
+    """Gumbel: see ``c_visit``."""
+    collect_temperature: float = 0.25
+    """Temperature applied to visit counts when sampling actions in collection (pUCT)."""
+
+    def validate(self) -> None:
+        _check(self.algorithm in SEARCH_ALGORITHMS, "search.algorithm", f"one of {SEARCH_ALGORITHMS}", self.algorithm)
+        _check(self.num_simulations >= 1, "search.num_simulations", "an integer >= 1", self.num_simulations)
+        _check(self.pb_c_init > 0, "search.pb_c_init", "a float > 0", self.pb_c_init)
+        _check(self.pb_c_base > 0, "search.pb_c_base", "a float > 0", self.pb_c_base)
+        _check(self.dirichlet_alpha > 0, "search.dirichlet_alpha", "a float > 0", self.dirichlet_alpha)
+        _check(0 <= self.root_noise_weight <= 1, "search.root_noise_weight", "a float in [0, 1]", self.root_noise_weight)
+        _check(self.gumbel_max_considered >= 1, "search.gumbel_max_considered", "an integer >= 1", self.gumbel_max_considered)
+        _check(self.gumbel_scale >= 0, "search.gumbel_scale", "a float >= 0", self.gumbel_scale)
+        _check(self.c_visit > 0, "search.c_visit", "a float > 0", self.c_visit)
+        _check(self.c_scale > 0, "search.c_scale", "a float > 0", self.c_scale)
+        _check(self.collect_temperature > 0, "search.collect_temperature", "a float > 0", self.collect_temperature)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Per-task replay buffers and the windows the learner trains on."""
+
+    capacity_per_task: int = 100_000
+    """Steps kept per task (oldest dropped first)."""
+    unroll_steps: int = 5
+    """K: each sample is a window of K+1 observations and K actions."""
+    td_steps: int = 5
+    """n: value targets sum n discounted rewards, then bootstrap from the target network."""
+
+    def validate(self) -> None:
+        _check(self.capacity_per_task >= 100, "replay.capacity_per_task", "an integer >= 100", self.capacity_per_task)
+        _check(self.unroll_steps >= 1, "replay.unroll_steps", "an integer >= 1", self.unroll_steps)
+        _check(self.td_steps >= 1, "replay.td_steps", "an integer >= 1", self.td_steps)
+
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: budget, optimiser, loss weights, evaluation, logging."""
+
+    env_steps: int = 20_000
+    """Environment steps per task (the budget; agent steps, not emulator frames)."""
+    num_envs: int = 8
+    """Environment copies stepped together per task in collection."""
+    batch_size: int = 64
+    """Samples per task in every learner batch."""
+    replay_ratio: float = 0.25
+    """Learner updates per environment step of one task. Every update draws ``batch_size``
+    windows from each task, so each task's data is reused at the same rate whatever the
+    suite's size."""
+    learning_starts: int = 1_000
+    """Environment steps per task collected before the first update."""
+    context_steps: int = 4
+    """Past (observation, action) steps given to the model at the root of each search."""
+    discount: float = 0.997
+    """Reward discount gamma."""
+    lr: float = 3e-4
+    """AdamW learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (matrices only; biases, norms and embeddings are not decayed)."""
+    grad_clip: float = 5.0
+    """Global gradient-norm clip."""
+    target_tau: float = 0.05
+    """Target network EMA rate: target <- (1 - tau) target + tau online, every update."""
+    latent_weight: float = 10.0
+    """Weight of the next-latent consistency loss."""
+    reward_weight: float = 1.0
+    """Weight of the reward cross-entropy."""
+    value_weight: float = 0.5
+    """Weight of the value cross-entropy."""
+    policy_weight: float = 1.0
+    """Weight of the policy cross-entropy against the search policy."""
+    entropy_weight: float = 1e-4
+    """Weight of the policy-entropy bonus (subtracted from the loss)."""
+    eval_every: int = 5_000
+    """Evaluate every this many environment steps per task (and at the end)."""
+    eval_episodes: int = 10
+    """Greedy evaluation episodes per task."""
+    eval_max_steps: int = 2_000
+    """Cap on one evaluation episode's length (counted as truncated)."""
+    checkpoint_every: int = 10_000
+    """Checkpoint every this many environment steps per task (and at the end)."""
+    seed: int = 0
+    """Seed of every random generator of the run."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+    torch_threads: int = 0
+    """Intra-op CPU threads for torch (0: use all cores)."""
+
+    def validate(self) -> None:
+        _check(self.env_steps >= 1, "train.env_steps", "an integer >= 1", self.env_steps)
+        _check(self.num_envs >= 1, "train.num_envs", "an integer >= 1", self.num_envs)
+        _check(self.batch_size >= 1, "train.batch_size", "an integer >= 1", self.batch_size)
+        _check(self.replay_ratio > 0, "train.replay_ratio", "a float > 0", self.replay_ratio)
+        _check(self.learning_starts >= 0, "train.learning_starts", "an integer >= 0", self.learning_starts)
+        _check(self.context_steps >= 0, "train.context_steps", "an integer >= 0", self.context_steps)
+        _check(0 < self.discount <= 1, "train.discount", "a float in (0, 1]", self.discount)
+        _check(self.lr > 0, "train.lr", "a float > 0", self.lr)
+        _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
+        _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)
+        _check(0 < self.target_tau <= 1, "train.target_tau", "a float in (0, 1]", self.target_tau)
+        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight"):
+            value = getattr(self, name)
+            _check(value >= 0, f"train.{name}", "a float >= 0", value)
+        _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)
+        _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)
+        _check(self.eval_max_steps >= 1, "train.eval_max_steps", "an integer >= 1", self.eval_max_steps)
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
+        _check(self.device in DEVICES, "train.device", f"one of {DEVICES}", self.device)
+        _check(self.torch_threads >= 0, "train.torch_threads", "an integer >= 0", self.torch_threads)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One task of a suite: a registered task name and its target return."""
+
+    name: str
+    """Registered task name (``scalezero.tasks.available_tasks()`` lists them)."""
+    target_return: float | None = None
+    """Evaluation return at which the task counts as solved (None: the task's default)."""
+
+    def validate(self) -> None:
+        from scalezero.tasks import available_tasks
+
+        names = available_tasks()
+        _check(self.name in names, "tasks[].name", f"one of {', '.join(names)}", self.name)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs. ``tasks`` is the suite; a single task is a suite of one."""
+
+    tasks: tuple[TaskEntry, ...] = ()
+    """The suite's tasks (at least one)."""
+    suite: str = "custom"
+    """Name of the suite the tasks came from (for reports)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        """Check every field; return self so calls can chain."""
+        _check(len(self.tasks) >= 1, "tasks", "a list of at least one task", list(self.tasks))
+        names = [t.name for t in self.tasks]
+        _check(len(set(names)) == len(names), "tasks", "distinct task names", names)
+        for task in self.tasks:
+            task.validate()
+        self.model.validate()
+        self.search.validate()
+        self.replay.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON friendly)."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short stable hash of the resolved configuration (for benchmark records)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {path or 'config'}; allowed: {sorted(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{path}.{key}" if path else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin is tuple:
+        (item,) = get_args(hint)[:1]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        return tuple(_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    args = get_args(hint)
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _task_entry(item: Any, path: str) -> dict:
+    return {"name": item} if isinstance(item, str) else item
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping (as read from YAML)."""
+    data = dict(data)
+    if "tasks" in data and isinstance(data["tasks"], list):
+        data["tasks"] = [_task_entry(t, f"tasks[{i}]") for i, t in enumerate(data["tasks"])]
+    return _build(Config, data, "").validate()
+
+
+def available_suites() -> list[str]:
+    """Names of the suites shipped with the package."""
+    folder = resources.files("scalezero") / "suites"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_suite(name: str) -> Config:
+    """Load a shipped suite by name, or a suite YAML file by path."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        suites = available_suites()
+        if name not in suites:
+            raise ConfigError(f"unknown suite {name!r}; available suites: {', '.join(suites)} (or a path to a .yaml file)")
+        text = (resources.files("scalezero") / "suites" / f"{name}.yaml").read_text()
+        data = yaml.safe_load(text) or {}
+        data.setdefault("suite", name)
+        return config_from_dict(data)
+    data = yaml.safe_load(text) or {}
+    data.setdefault("suite", path.stem)
+    return config_from_dict(data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a resolved run configuration (``config.yaml`` of a run directory)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return config_from_dict(data or {})
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def with_overrides(config: Config, section: str, **values: Any) -> Config:
+    """Return a copy of ``config`` with fields of one section replaced, validated."""
+    data = config.to_dict()
+    if section not in data or not isinstance(data[section], dict):
+        raise ConfigError(f"unknown config section {section!r}; allowed: model, search, replay, train")
+    data[section].update(values)
+    return config_from_dict(data)

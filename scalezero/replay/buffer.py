@@ -1,0 +1,161 @@
+"""Per-task replay: one ring of consecutive steps per collector env copy ("stream").
+
+Each collector copy writes its own stream, so the steps of an episode are always
+contiguous and a K-step window never mixes copies. An episode is stored as its steps
+``(obs_t, action_t, reward_t, search policy_t, root value_t)`` followed by one *final*
+entry holding the last observation (the latent-consistency target of the last action;
+its value target is 0 when the episode terminated). Sampling is uniform over stored
+steps; a window is returned as arrays plus validity masks, and targets are computed from
+them by :mod:`scalezero.replay.targets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Entry kinds.
+STEP, FINAL_TERMINATED, FINAL_TRUNCATED = 0, 1, 2
+EMPTY = -1
+
+
+@dataclass
+class Window:
+    """A batch of windows of ``L`` consecutive entries starting at sampled steps.
+
+    Shapes: ``obs [B, L, *obs_shape]``, ``actions/rewards/root_values [B, L]``,
+    ``policies [B, L, A]``; masks ``[B, L]``: ``is_step`` (a real step: action, reward and
+    policy exist), ``is_obs`` (an observation of the same episode exists: a step or a
+    final entry), ``terminal`` (the final entry of an episode that terminated).
+    Outside ``is_obs`` the arrays hold zeros.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    policies: np.ndarray
+    root_values: np.ndarray
+    is_step: np.ndarray
+    is_obs: np.ndarray
+    terminal: np.ndarray
+
+
+class TaskReplay:
+    """Replay of one task: ``num_streams`` rings of ``capacity // num_streams`` entries."""
+
+    def __init__(self, obs_shape: tuple[int, ...], obs_dtype: np.dtype, num_actions: int, num_streams: int, capacity: int) -> None:
+        self.num_streams = num_streams
+        self.stream_capacity = max(2, capacity // num_streams)
+        shape = (num_streams, self.stream_capacity)
+        self.obs = np.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(shape, dtype=np.int64)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.policies = np.zeros(shape + (num_actions,), dtype=np.float32)
+        self.root_values = np.zeros(shape, dtype=np.float32)
+        self.kinds = np.full(shape, EMPTY, dtype=np.int8)
+        self.episode = np.full(shape, -1, dtype=np.int64)
+        self.written = np.zeros(num_streams, dtype=np.int64)  # entries ever written per stream
+        self._episode_of_stream = np.arange(num_streams, dtype=np.int64)
+        self._next_episode = num_streams
+        self.steps_added = 0
+
+    def __len__(self) -> int:
+        """Number of steps (not final entries) currently stored."""
+        return int((self.kinds == STEP).sum())
+
+    def _write(self, streams: np.ndarray) -> np.ndarray:
+        slots = self.written[streams] % self.stream_capacity
+        self.written[streams] += 1
+        return slots
+
+    def add_steps(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, policies: np.ndarray, root_values: np.ndarray) -> None:
+        """Append one step to every stream (arrays have a leading ``[num_streams]`` axis)."""
+        streams = np.arange(self.num_streams)
+        slots = self._write(streams)
+        self.obs[streams, slots] = obs
+        self.actions[streams, slots] = actions
+        self.rewards[streams, slots] = rewards
+        self.policies[streams, slots] = policies
+        self.root_values[streams, slots] = root_values
+        self.kinds[streams, slots] = STEP
+        self.episode[streams, slots] = self._episode_of_stream[streams]
+        self.steps_added += self.num_streams
+
+    def add_finals(self, streams: np.ndarray, final_obs: np.ndarray, terminated: np.ndarray) -> None:
+        """Close the episodes of ``streams`` with their last observation ``final_obs [n, ...]``."""
+        streams = np.asarray(streams, dtype=np.int64)
+        if streams.size == 0:
+            return
+        slots = self._write(streams)
+        self.obs[streams, slots] = final_obs
+        self.actions[streams, slots] = 0
+        self.rewards[streams, slots] = 0.0
+        self.policies[streams, slots] = 0.0
+        self.root_values[streams, slots] = 0.0
+        self.kinds[streams, slots] = np.where(terminated, FINAL_TERMINATED, FINAL_TRUNCATED)
+        self.episode[streams, slots] = self._episode_of_stream[streams]
+        self._episode_of_stream[streams] = self._next_episode + np.arange(streams.size)
+        self._next_episode += streams.size
+
+    def sample(self, batch_size: int, length: int, rng: np.random.Generator) -> Window:
+        """Sample ``batch_size`` windows of ``length`` entries, each starting at a stored step."""
+        stream_idx, slot_idx = np.nonzero(self.kinds == STEP)
+        if stream_idx.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        pick = rng.integers(0, stream_idx.size, size=batch_size)
+        streams, slots = stream_idx[pick], slot_idx[pick]
+        # Absolute (ever-written) index of each start, so windows stop at the write head.
+        head_slot = self.written[streams] % self.stream_capacity
+        start_abs = self.written[streams] - ((head_slot - slots) % self.stream_capacity)
+        start_abs = np.where(start_abs == self.written[streams], start_abs - self.stream_capacity, start_abs)
+        offsets = np.arange(length)
+        abs_idx = start_abs[:, None] + offsets[None, :]
+        cols = abs_idx % self.stream_capacity
+        rows = np.broadcast_to(streams[:, None], cols.shape)
+        written = abs_idx < self.written[streams][:, None]
+        same_episode = self.episode[rows, cols] == self.episode[streams, slots][:, None]
+        kinds = self.kinds[rows, cols]
+        is_obs = written & same_episode & (kinds != EMPTY)
+        # An episode's entries are contiguous: once invalid, stay invalid.
+        is_obs = np.cumprod(is_obs, axis=1).astype(bool)
+        is_step = is_obs & (kinds == STEP)
+        terminal = is_obs & (kinds == FINAL_TERMINATED)
+        obs = self.obs[rows, cols]
+        obs[~is_obs] = 0
+        mask2 = is_obs.astype(np.float32)
+        return Window(
+            obs=obs,
+            actions=np.where(is_step, self.actions[rows, cols], 0),
+            rewards=self.rewards[rows, cols] * is_step,
+            policies=self.policies[rows, cols] * is_step[..., None],
+            root_values=self.root_values[rows, cols] * mask2,
+            is_step=is_step,
+            is_obs=is_obs,
+            terminal=terminal,
+        )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """All arrays needed to restore the buffer exactly (for checkpoints)."""
+        return {
+            "obs": self.obs,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "policies": self.policies,
+            "root_values": self.root_values,
+            "kinds": self.kinds,
+            "episode": self.episode,
+            "written": self.written,
+            "episode_of_stream": self._episode_of_stream,
+            "counters": np.array([self._next_episode, self.steps_added], dtype=np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore from :meth:`state_dict` (shapes must match this buffer's)."""
+        for name in ("obs", "actions", "rewards", "policies", "root_values", "kinds", "episode", "written"):
+            array = getattr(self, name)
+            if state[name].shape != array.shape:
+                raise ValueError(f"replay state {name!r} has shape {state[name].shape}, expected {array.shape}")
+            array[...] = state[name]
+        self._episode_of_stream[...] = state["episode_of_stream"]
+        self._next_episode, self.steps_added = (int(x) for x in state["counters"])

@@ -1,0 +1,66 @@
+"""Self-play collection: every unsolved task's env copies act by search and fill their replay."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from scalezero.config import Config
+from scalezero.model import WorldModel
+from scalezero.replay import TaskReplay
+from scalezero.tasks import EnvBatch, SuiteLayout, Task
+from scalezero.train.acting import ContextHistory, search_actions
+
+
+class Collector:
+    """Steps ``num_envs`` copies per task, one batched search per step for all of them."""
+
+    def __init__(self, tasks: list[Task], layout: SuiteLayout, config: Config, device: torch.device) -> None:
+        self.layout = layout
+        self.config = config
+        self.device = device
+        train = config.train
+        self.envs = {i: EnvBatch(t, train.num_envs, seed=train.seed * 10_000 + 1_000 * i) for i, t in enumerate(tasks)}
+        self.histories = {i: ContextHistory(layout.pad_obs(i, b.obs), train.context_steps) for i, b in self.envs.items()}
+        self.replays = {
+            i: TaskReplay(
+                obs_shape=t.spec.obs_shape,
+                obs_dtype=self.envs[i].obs.dtype,
+                num_actions=layout.num_actions,
+                num_streams=train.num_envs,
+                capacity=config.replay.capacity_per_task,
+            )
+            for i, t in enumerate(tasks)
+        }
+        self.env_steps = defaultdict(int)  # per task id
+        self.rng = np.random.default_rng(train.seed + 17)
+
+    def step(self, model: WorldModel, task_ids: list[int]) -> dict[str, list]:
+        """One acting step for every copy of ``task_ids``; returns finished-episode stats and search stats."""
+        histories = {t: self.histories[t] for t in task_ids}
+        result = search_actions(
+            model, self.layout, histories, self.config.search, self.config.train.discount, self.rng, explore=True, device=self.device
+        )
+        stats: dict[str, list] = {"episodes": [], "search": []}
+        for tid in task_ids:
+            out = result.outputs[tid]
+            batch = self.envs[tid]
+            obs_before = batch.obs
+            step = batch.step(out.action)
+            replay = self.replays[tid]
+            replay.add_steps(obs_before, out.action, step.reward, out.policy_target, out.root_value)
+            done = np.nonzero(step.done)[0]
+            replay.add_finals(done, step.final_obs[done], step.terminated[done])
+            self.histories[tid].advance(out.action, self.layout.pad_obs(tid, step.obs), step.done)
+            self.env_steps[tid] += batch.num_envs
+            for i in done:
+                stats["episodes"].append((tid, float(step.episode_return[i]), int(step.episode_length[i])))
+            stats["search"].append((tid, float(out.root_value.mean()), _entropy(out.policy_target)))
+        return stats
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1.0)
+    return float(-(p * np.log(p)).sum(axis=-1).mean())

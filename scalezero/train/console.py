@@ -1,0 +1,92 @@
+"""What a person sees while training: a start summary, a live progress bar, an end summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scalezero.config import Config
+from scalezero.tasks import SuiteLayout
+
+if TYPE_CHECKING:
+    from scalezero.train.loop import RunResult
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("minatar-")
+
+
+class TrainingConsole:
+    """Rich output for one run; silent when ``enabled`` is False (tests, benchmarks)."""
+
+    def __init__(self, config: Config, layout: SuiteLayout, model: torch.nn.Module, device: torch.device, enabled: bool = True) -> None:
+        self.config, self.layout, self.model, self.device = config, layout, model, device
+        self.enabled = enabled
+        self.console = Console()
+        self.progress: Progress | None = None
+        self.task_id = None
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        table = Table(title=f"scalezero: suite '{self.config.suite}' on {self.device}", title_justify="left")
+        for col in ("task", "observation", "actions", "target return"):
+            table.add_column(col)
+        for s in self.layout.specs:
+            table.add_row(s.name, f"{s.obs_kind} {tuple(s.obs_shape)}", f"{s.num_actions} of {self.layout.num_actions}", f"{s.target_return:g}")
+        self.console.print(table)
+        params = sum(p.numel() for p in self.model.parameters())
+        t, m, sc = self.config.train, self.config.model, self.config.search
+        self.console.print(
+            f"model: {params:,} parameters (width {m.embed_dim}, {m.num_layers} layers, {m.num_heads} heads) | "
+            f"search: {sc.algorithm}, {sc.num_simulations} simulations | "
+            f"budget: {t.env_steps:,} env steps per task, {t.num_envs} envs per task, replay ratio {t.replay_ratio}"
+        )
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("env steps"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        total = self.config.train.env_steps * self.layout.num_tasks
+        self.task_id = self.progress.add_task("train", total=total, status="collecting...")
+
+    def update(self, env_steps: int, updates: int, latest_eval: dict, recent: dict, metrics: dict) -> None:
+        if self.progress is None:
+            return
+        evals = " ".join(f"{_short(self.layout.specs[t].name)}={r['return_mean']:.1f}" for t, r in latest_eval.items())
+        loss = f" loss={metrics['loss/total']:.3f}" if "loss/total" in metrics else ""
+        status = f"updates={updates}{loss} | eval: {evals or '-'}"
+        self.progress.update(self.task_id, completed=env_steps, status=status)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def finish(self, result: "RunResult", layout: SuiteLayout, report: Path) -> None:
+        if not self.enabled:
+            return
+        table = Table(title="final evaluation (greedy search)", title_justify="left")
+        for col in ("task", "return (mean ± std)", "random policy", "target"):
+            table.add_column(col)
+        for spec in layout.specs:
+            r = result.final_eval.get(spec.name, {})
+            random_return = "-" if spec.random_return is None else f"{spec.random_return:g}"
+            table.add_row(spec.name, f"{r.get('return_mean', float('nan')):.2f} ± {r.get('return_std', float('nan')):.2f}", random_return, f"{spec.target_return:g}")
+        self.console.print(table)
+        self.console.print(
+            f"{result.env_steps:,} env steps, {result.updates:,} updates in {result.wall_s:.0f} s "
+            f"({result.env_steps / max(result.wall_s, 1e-9):.0f} env steps/s)"
+        )
+        self.console.print(f"[bold]report:[/bold] {report}")

@@ -1,0 +1,60 @@
+"""Greedy evaluation on separate env copies: one episode per copy, search without noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from scalezero.config import Config
+from scalezero.model import WorldModel
+from scalezero.tasks import EnvBatch, SuiteLayout, Task
+from scalezero.train.acting import ContextHistory, search_actions
+
+
+def evaluate(
+    model: WorldModel,
+    tasks: list[Task],
+    layout: SuiteLayout,
+    config: Config,
+    device: torch.device,
+    task_ids: list[int] | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+) -> dict[int, dict[str, float]]:
+    """Play ``episodes`` greedy episodes per task (all tasks and copies batched together).
+
+    Returns task id -> ``{"return_mean", "return_std", "length_mean", "episodes"}``.
+    Episodes longer than ``train.eval_max_steps`` are cut there (counted as they stand).
+    """
+    train = config.train
+    task_ids = list(range(len(tasks))) if task_ids is None else task_ids
+    episodes = episodes or train.eval_episodes
+    seed = (train.seed + 1) * 1_000_003 if seed is None else seed
+    envs = {t: EnvBatch(tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps) for t in task_ids}
+    histories = {t: ContextHistory(layout.pad_obs(t, b.obs), train.context_steps) for t, b in envs.items()}
+    returns = {t: np.full(episodes, np.nan) for t in task_ids}
+    lengths = {t: np.zeros(episodes) for t in task_ids}
+    rng = np.random.default_rng(seed)
+    was_training = model.training
+    model.eval()
+    while any(np.isnan(r).any() for r in returns.values()):
+        live = {t: histories[t] for t in task_ids if np.isnan(returns[t]).any()}
+        result = search_actions(model, layout, live, config.search, train.discount, rng, explore=False, device=device)
+        for t in live:
+            step = envs[t].step(result.outputs[t].action)
+            finished = step.done & np.isnan(returns[t])
+            returns[t][finished] = step.episode_return[finished]
+            lengths[t][finished] = step.episode_length[finished]
+            histories[t].advance(result.outputs[t].action, layout.pad_obs(t, step.obs), step.done)
+    model.train(was_training)
+    for b in envs.values():
+        b.close()
+    return {
+        t: {
+            "return_mean": float(returns[t].mean()),
+            "return_std": float(returns[t].std()),
+            "length_mean": float(lengths[t].mean()),
+            "episodes": float(episodes),
+        }
+        for t in task_ids
+    }

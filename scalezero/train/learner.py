@@ -1,0 +1,172 @@
+"""The learner: sample balanced windows, compute targets, the UniZero losses, one AdamW step.
+
+One update, in order:
+  1. sample ``batch_size`` windows of ``K + n + 1`` entries from each task's replay;
+  2. the target network encodes every observation of the windows and runs the sequence:
+     its latents are the next-latent targets, its values the n-step bootstrap values;
+  3. the online network encodes the first ``K + 1`` observations and runs the same
+     (teacher-forced) sequence of latent and action tokens;
+  4. losses per position, masked, averaged per task, then averaged over tasks;
+  5. clipped AdamW step, then the target network moves towards the online one (EMA).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scalezero.config import Config
+from scalezero.model import WorldModel
+from scalezero.replay import TaskReplay, Window, nstep_value_targets
+from scalezero.tasks import SuiteLayout
+
+LOSS_NAMES = ("latent", "reward", "value", "policy", "entropy")
+
+
+@dataclass
+class Batch:
+    """Windows of several tasks stacked along the batch axis (rows of one task are contiguous)."""
+
+    windows: dict[int, Window]
+
+    @property
+    def task_ids(self) -> list[int]:
+        return list(self.windows)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with decay on weight matrices only (not biases, norms or embeddings)."""
+    decay, no_decay = [], []
+    embedding_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and id(p) not in embedding_params else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, rows_per_task: int) -> torch.Tensor:
+    """``values, mask [N, P]`` -> ``[T]`` mean over each task's masked entries."""
+    v = (values * mask).view(-1, rows_per_task * values.shape[1]).sum(1)
+    m = mask.view(-1, rows_per_task * values.shape[1]).sum(1).clamp(min=1.0)
+    return v / m
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a target distribution over the last axis."""
+    return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+class Learner:
+    """Owns the online network's optimiser and the EMA target network."""
+
+    def __init__(self, model: WorldModel, layout: SuiteLayout, config: Config, device: torch.device) -> None:
+        self.model = model
+        self.layout = layout
+        self.config = config
+        self.device = device
+        self.target = copy.deepcopy(model).requires_grad_(False)
+        self.optimizer = make_optimizer(model, config.train.lr, config.train.weight_decay)
+        self.updates = 0
+        self.rng = np.random.default_rng(config.train.seed + 29)
+
+    def sample(self, replays: dict[int, TaskReplay], task_ids: list[int]) -> Batch:
+        """Draw ``batch_size`` windows from each listed task's replay (balanced across tasks)."""
+        length = self.config.replay.unroll_steps + self.config.replay.td_steps + 1
+        return Batch({t: replays[t].sample(self.config.train.batch_size, length, self.rng) for t in task_ids})
+
+    def _encode(self, net: WorldModel, batch: Batch, positions: int) -> torch.Tensor:
+        """Encode the first ``positions`` observations of every window -> ``[N, positions, D]``."""
+        latents = []
+        for t, w in batch.windows.items():
+            obs = w.obs[:, :positions]
+            b = obs.shape[0]
+            flat = self.layout.pad_obs(t, obs.reshape((b * positions,) + obs.shape[2:]))
+            latents.append(net.encode(torch.as_tensor(flat, device=self.device), self.layout.kind(t)).view(b, positions, -1))
+        return torch.cat(latents)
+
+    def _stack(self, batch: Batch, name: str) -> np.ndarray:
+        return np.concatenate([getattr(w, name) for w in batch.windows.values()])
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on ``batch``; returns the named losses and diagnostics."""
+        cfg, train = self.config, self.config.train
+        K, n = cfg.replay.unroll_steps, cfg.replay.td_steps
+        dev = self.device
+        rows = train.batch_size
+        task_ids = torch.as_tensor(np.repeat(batch.task_ids, rows), device=dev)
+        actions = torch.as_tensor(self._stack(batch, "actions"), device=dev)
+        rewards = self._stack(batch, "rewards")
+        is_step = self._stack(batch, "is_step")
+        is_obs = self._stack(batch, "is_obs")
+        terminal = self._stack(batch, "terminal")
+        length = actions.shape[1]
+
+        # 2. Targets from the target network (no gradient).
+        with torch.no_grad():
+            target_latents = self._encode(self.target, batch, length)
+            target_out = self.target.forward_sequence(target_latents, actions, task_ids)
+            bootstrap = self.target.value_support.logits_to_scalar(target_out.value_logits).cpu().numpy()
+        value_target, value_mask = nstep_value_targets(rewards, is_step, is_obs, terminal, bootstrap, train.discount, n, K + 1)
+
+        # 3. Online forward over K+1 steps (teacher forcing on encoded observations).
+        latents = self._encode(self.model, batch, K + 1)
+        out = self.model.forward_sequence(latents, actions[:, : K + 1], task_ids)
+
+        # 4. Losses per position [N, K+1], masked and averaged per task.
+        step_mask = torch.as_tensor(is_step[:, : K + 1], device=dev, dtype=torch.float32)
+        next_mask = step_mask * torch.as_tensor(is_obs[:, 1 : K + 2], device=dev, dtype=torch.float32)
+        latent_loss = (out.next_latent - target_latents[:, 1 : K + 2]).pow(2).sum(-1)
+        reward_target = self.model.reward_support.scalar_to_two_hot(torch.as_tensor(rewards[:, : K + 1], device=dev))
+        reward_loss = soft_cross_entropy(out.reward_logits, reward_target)
+        value_two_hot = self.model.value_support.scalar_to_two_hot(torch.as_tensor(value_target, device=dev))
+        value_loss = soft_cross_entropy(out.value_logits, value_two_hot)
+        policy_target = torch.as_tensor(self._stack(batch, "policies")[:, : K + 1], device=dev)
+        policy_loss = soft_cross_entropy(out.policy_logits, policy_target)
+        probs = F.softmax(out.policy_logits, dim=-1)
+        entropy = -(probs * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
+        value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
+        per_task = {
+            "latent": _masked_mean_per_task(latent_loss, next_mask, rows),
+            "reward": _masked_mean_per_task(reward_loss, step_mask, rows),
+            "value": _masked_mean_per_task(value_loss, value_mask_t, rows),
+            "policy": _masked_mean_per_task(policy_loss, step_mask, rows),
+            "entropy": _masked_mean_per_task(entropy, step_mask, rows),
+        }
+        losses = {k: v.mean() for k, v in per_task.items()}
+        total = (
+            train.latent_weight * losses["latent"]
+            + train.reward_weight * losses["reward"]
+            + train.value_weight * losses["value"]
+            + train.policy_weight * losses["policy"]
+            - train.entropy_weight * losses["entropy"]
+        )
+
+        # 5. Optimiser step and target-network EMA.
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+        self.optimizer.step()
+        self._update_target(train.target_tau)
+        self.updates += 1
+
+        metrics = {f"loss/{k}": float(v) for k, v in losses.items()}
+        metrics["loss/total"] = float(total)
+        metrics["grad_norm"] = float(grad_norm)
+        metrics["value_target_mean"] = float(value_target[value_mask].mean()) if value_mask.any() else 0.0
+        for i, t in enumerate(batch.task_ids):
+            for k, v in per_task.items():
+                metrics[f"task{t}/loss/{k}"] = float(v[i])
+        return metrics
+
+    @torch.no_grad()
+    def _update_target(self, tau: float) -> None:
+        for tp, p in zip(self.target.parameters(), self.model.parameters()):
+            tp.lerp_(p, tau)
+        for tb, b in zip(self.target.buffers(), self.model.buffers()):
+            tb.copy_(b)

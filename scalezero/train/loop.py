@@ -1,0 +1,166 @@
+"""The training loop: collect with search, learn at the replay ratio, evaluate, checkpoint, report.
+
+Reads top to bottom like the algorithm. Each iteration: every task's env copies take one
+step chosen by one batched search; the learner then performs the updates owed by the
+replay ratio; evaluation and checkpoints happen at fixed per-task step counts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scalezero.config import Config, save_config
+from scalezero.model import WorldModel
+from scalezero.tasks import SuiteLayout, Task, TaskSpec, get_task, make_layout
+from scalezero.train.checkpoint import save_checkpoint
+from scalezero.train.collector import Collector
+from scalezero.train.console import TrainingConsole
+from scalezero.train.evaluator import evaluate
+from scalezero.train.learner import Learner
+from scalezero.train.metrics import MetricsLogger
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: per-task final evaluation and throughput."""
+
+    run_dir: Path
+    final_eval: dict[str, dict[str, float]]
+    env_steps: int
+    updates: int
+    wall_s: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_tasks(config: Config) -> tuple[list[Task], SuiteLayout]:
+    """Look up the suite's tasks, apply per-suite target returns, and derive the layout."""
+    tasks = []
+    for entry in config.tasks:
+        task = get_task(entry.name)
+        if entry.target_return is not None:
+            spec = task.spec
+            task = Task(spec=TaskSpec(**{**spec.__dict__, "target_return": entry.target_return}), make_env=task.make_env)
+        tasks.append(task)
+    return tasks, make_layout([t.spec for t in tasks])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> WorldModel:
+    return WorldModel(config.model, layout).to(device)
+
+
+def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> RunResult:
+    """Train one model on the config's suite; write everything to ``run_dir``."""
+    train_cfg = config.train
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(train_cfg.seed)
+    torch.set_num_threads(train_cfg.torch_threads or os.cpu_count() or 1)
+    device = pick_device(train_cfg.device)
+    tasks, layout = resolve_tasks(config)
+    names = [t.spec.name for t in tasks]
+    save_config(config, run_dir / "config.yaml")
+
+    model = build_model(config, layout, device)
+    collector = Collector(tasks, layout, config, device)
+    learner = Learner(model, layout, config, device)
+    logger = MetricsLogger(run_dir, names)
+    console = TrainingConsole(config, layout, model, device, enabled=show_progress)
+    console.start()
+
+    budget = train_cfg.env_steps
+    all_ids = list(range(len(tasks)))
+    next_eval = train_cfg.eval_every
+    next_ckpt = train_cfg.checkpoint_every
+    start = time.perf_counter()
+    latest_eval: dict[int, dict[str, float]] = {}
+    recent_returns: dict[int, list[float]] = {t: [] for t in all_ids}
+    metrics: dict[str, float] = {}
+
+    def steps_of(t: int) -> int:
+        return collector.env_steps[t]
+
+    while min(steps_of(t) for t in all_ids) < budget:
+        # 1. Collect: one step of every copy of every task still under budget.
+        active = [t for t in all_ids if steps_of(t) < budget]
+        stats = collector.step(model, active)
+        for tid, ret, length in stats["episodes"]:
+            recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
+            logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
+        # 2. Learn: the updates owed by the replay ratio, once every task has enough data.
+        mean_steps = sum(steps_of(t) for t in all_ids) / len(all_ids)
+        if all(steps_of(t) >= train_cfg.learning_starts for t in all_ids):
+            owed = int(train_cfg.replay_ratio * (mean_steps - train_cfg.learning_starts)) - learner.updates
+            for _ in range(max(0, owed)):
+                metrics = learner.update(learner.sample(collector.replays, all_ids))
+            if owed > 0 and learner.updates % 50 < owed:
+                logger.scalars(metrics, int(mean_steps))
+                for tid, root_value, entropy in stats["search"]:
+                    logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
+                logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/")}})
+        # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
+        progress_steps = min(steps_of(t) for t in all_ids)
+        finished = progress_steps >= budget
+        if progress_steps >= next_eval or finished:
+            latest_eval = evaluate(model, tasks, layout, config, device)
+            logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval)
+            next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
+        if progress_steps >= next_ckpt or finished:
+            _checkpoint(run_dir, learner, collector, progress_steps)
+            next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
+        console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics)
+
+    wall = time.perf_counter() - start
+    console.stop()
+    total_steps = sum(steps_of(t) for t in all_ids)
+    summary = {
+        "suite": config.suite,
+        "config_hash": config.hash(),
+        "env_steps_per_task": {names[t]: steps_of(t) for t in all_ids},
+        "env_steps_total": total_steps,
+        "updates": learner.updates,
+        "wall_s": round(wall, 2),
+        "env_steps_per_s": round(total_steps / wall, 2),
+        "updates_per_s": round(learner.updates / wall, 3),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_eval": {names[t]: latest_eval.get(t, {}) for t in all_ids},
+    }
+    logger.write_json(summary)
+    logger.close()
+    from scalezero.report import write_report
+
+    report = write_report(run_dir)
+    result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall)
+    console.finish(result, layout, report)
+    return result
+
+
+def _next_multiple(value: int, every: int) -> int:
+    """The first multiple of ``every`` strictly above ``value``."""
+    return (value // every + 1) * every
+
+
+def _checkpoint(run_dir: Path, learner: Learner, collector: Collector, env_steps: int) -> None:
+    state = {
+        "env_steps": env_steps,
+        "env_steps_per_task": {str(k): v for k, v in collector.env_steps.items()},
+        "updates": learner.updates,
+    }
+    save_checkpoint(run_dir / "checkpoints" / f"ckpt_{env_steps}", learner.model, learner.target, learner.optimizer, state)
