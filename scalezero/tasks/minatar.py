@@ -13,14 +13,15 @@ import numpy as np
 from scalezero.tasks.base import Task, TaskSpec
 
 #: game -> (channels, minimal action count, target return, random-policy return).
-#: Random returns: mean over 1,000 episodes of a uniform policy on the minimal action set,
-#: measured by ``python -m benchmarks.random_returns`` (see BENCHMARKS.md).
+#: Random returns: mean over 100 episodes of a uniform policy on the minimal action set under
+#: the minatar suite's evaluation protocol (episodes capped at 1,000 steps), measured by
+#: ``python benchmarks/random_returns.py --suite minatar --episodes 100`` (see BENCHMARKS.md).
 MINATAR_GAMES: dict[str, tuple[int, int, float, float]] = {
-    "breakout": (4, 3, 10.0, 0.5),
-    "asterix": (4, 5, 10.0, 0.5),
-    "freeway": (7, 3, 30.0, 0.0),
-    "seaquest": (10, 6, 10.0, 0.1),
-    "space_invaders": (6, 4, 30.0, 2.9),
+    "breakout": (4, 3, 10.0, 0.41),
+    "asterix": (4, 5, 10.0, 0.49),
+    "freeway": (7, 3, 20.0, 0.10),
+    "seaquest": (10, 6, 10.0, 0.11),
+    "space_invaders": (6, 4, 30.0, 4.22),
 }
 
 #: MinAtar truncates no game except Freeway; cap episodes so a stuck agent cannot stall a run.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -66,7 +66,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, target: torch.nn.Module 
     try:
         meta = json.loads((path / "state.json").read_text())
         tensors = load_file(str(path / "model.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorsError) as exc:
+    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     if meta.get("format") != "scalezero-checkpoint-1":
         raise CheckpointError(f"{path}/state.json is not a scalezero checkpoint (format={meta.get('format')!r})")

@@ -1,0 +1,100 @@
+"""Learner throughput: updates per second at a suite's default batch size (CPU threads as given).
+
+Replays are filled with random-policy data; the timing covers sampling, target computation,
+forward, backward, the AdamW step and the target EMA. Median of repeats after warm-up.
+
+    python benchmarks/learner.py --suite minatar --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+from scalezero.config import load_suite  # noqa: E402
+from scalezero.train.collector import Collector  # noqa: E402
+from scalezero.train.learner import Learner  # noqa: E402
+from scalezero.train.loop import build_model, resolve_tasks  # noqa: E402
+
+
+def fill_random(collector: Collector, steps: int, rng: np.random.Generator) -> None:
+    """Random-policy data in every task's replay (uniform policy targets, zero root values)."""
+    for tid, batch in collector.envs.items():
+        n_actions = batch.task.spec.num_actions
+        policy = np.zeros((batch.num_envs, collector.layout.num_actions), np.float32)
+        policy[:, :n_actions] = 1.0 / n_actions
+        for _ in range(steps // batch.num_envs):
+            obs = batch.obs
+            actions = rng.integers(0, n_actions, batch.num_envs)
+            step = batch.step(actions)
+            replay = collector.replays[tid]
+            replay.add_steps(obs, actions, step.reward, policy, np.zeros(batch.num_envs, np.float32))
+            done = np.nonzero(step.done)[0]
+            replay.add_finals(done, step.final_obs[done], step.terminated[done])
+
+
+def measure(suite: str, threads: int, repeats: int, per_repeat: int) -> dict:
+    torch.set_num_threads(threads)
+    config = load_suite(suite)
+    tasks, layout = resolve_tasks(config)
+    device = torch.device("cpu")
+    model = build_model(config, layout, device)
+    collector = Collector(tasks, layout, config, device)
+    fill_random(collector, 2_000, np.random.default_rng(0))
+    learner = Learner(model, layout, config, device)
+    ids = list(range(len(tasks)))
+    for _ in range(3):
+        learner.update(learner.sample(collector.replays, ids))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(per_repeat):
+            learner.update(learner.sample(collector.replays, ids))
+        times.append((time.perf_counter() - start) / per_repeat)
+    median = statistics.median(times)
+    return {
+        "suite": suite,
+        "threads": threads,
+        "tasks": len(tasks),
+        "batch_per_task": config.train.batch_size,
+        "unroll_steps": config.replay.unroll_steps,
+        "embed_dim": config.model.embed_dim,
+        "num_layers": config.model.num_layers,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds_per_update_median": median,
+        "updates_per_s": 1.0 / median,
+        "repeats": repeats,
+        "updates_per_repeat": per_repeat,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", nargs="+", default=["cartpole", "minatar"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--per-repeat", type=int, default=10)
+    args = parser.parse_args()
+    rows = []
+    for suite in args.suite:
+        r = measure(suite, args.threads, args.repeats, args.per_repeat)
+        rows.append(r)
+        print(
+            f"{suite:10s} tasks={r['tasks']} batch={r['batch_per_task']}/task width={r['embed_dim']} "
+            f"params={r['parameters']:,}: {r['updates_per_s']:.2f} updates/s ({1000 * r['seconds_per_update_median']:.0f} ms/update)"
+        )
+    path = write_result("learner", {"results": rows})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

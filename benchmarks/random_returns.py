@@ -1,0 +1,54 @@
+"""Returns of a uniformly random policy (legal actions only) under the evaluation protocol.
+
+Same env copies, seeds and episode cap (``train.eval_max_steps``) as ``scalezero``'s
+evaluator, so the agent's evaluation returns can be compared with these directly.
+
+    python benchmarks/random_returns.py --suite minatar --episodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+from scalezero.config import load_suite  # noqa: E402
+from scalezero.tasks import EnvBatch  # noqa: E402
+from scalezero.train.loop import resolve_tasks  # noqa: E402
+
+
+def random_returns(suite: str, episodes: int, seed: int) -> dict[str, dict[str, float]]:
+    config = load_suite(suite)
+    tasks, _ = resolve_tasks(config)
+    out = {}
+    for t, task in enumerate(tasks):
+        batch = EnvBatch(task, episodes, seed=seed + 1_000 * t, max_episode_steps=config.train.eval_max_steps)
+        returns = np.full(episodes, np.nan)
+        rng = np.random.default_rng(seed + t)
+        while np.isnan(returns).any():
+            step = batch.step(rng.integers(0, task.spec.num_actions, episodes))
+            first = step.done & np.isnan(returns)
+            returns[first] = step.episode_return[first]
+        out[task.spec.name] = {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "episodes": episodes}
+        print(f"{task.spec.name:28s} {returns.mean():8.3f} ± {returns.std():.3f}  ({episodes} episodes)")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="minatar")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=12345)
+    args = parser.parse_args()
+    results = random_returns(args.suite, args.episodes, args.seed)
+    path = write_result(f"random_{args.suite}", {"suite": args.suite, "returns": results})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
