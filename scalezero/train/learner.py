@@ -155,13 +155,13 @@ class Learner:
         self._update_target(train.target_tau)
         self.updates += 1
 
-        metrics = {f"loss/{k}": float(v) for k, v in losses.items()}
-        metrics["loss/total"] = float(total)
+        metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        metrics["loss/total"] = float(total.detach())
         metrics["grad_norm"] = float(grad_norm)
         metrics["value_target_mean"] = float(value_target[value_mask].mean()) if value_mask.any() else 0.0
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
-                metrics[f"task{t}/loss/{k}"] = float(v[i])
+                metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
         return metrics
 
     @torch.no_grad()

@@ -1,0 +1,64 @@
+"""The command line: user mistakes give one clear line and exit 2; a tiny run trains, reports and evaluates."""
+
+import json
+
+import pytest
+import yaml
+
+from scalezero.cli import main
+
+TINY = {
+    "tasks": [{"name": "cartpole"}, {"name": "minatar-breakout"}],
+    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "search": {"num_simulations": 4},
+    "replay": {"unroll_steps": 2, "td_steps": 2},
+    "train": {
+        "env_steps": 96,
+        "num_envs": 4,
+        "batch_size": 8,
+        "learning_starts": 40,
+        "eval_every": 48,
+        "eval_episodes": 2,
+        "eval_max_steps": 20,
+        "checkpoint_every": 48,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--task", "pong"], "unknown task 'pong'; available tasks:"),
+        (["train", "--suite", "atari999"], "unknown suite 'atari999'; available suites:"),
+        (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME or --task NAME"),
+        (["train", "--task", "cartpole", "--steps", "0"], "train.env_steps = 0 is not allowed"),
+        (["eval", "--run", "/nonexistent/run"], "is not a run directory"),
+    ],
+)
+def test_user_errors_are_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    assert main(["train", "--suite", str(suite), "--out", str(run), "--seed", "3", "--quiet"]) == 0
+    for name in ("config.yaml", "eval.csv", "metrics.json", "report.md", "learning_curves.png"):
+        assert (run / name).exists(), name
+    assert (run / "learning_curves.png").stat().st_size > 1000
+    metrics = json.loads((run / "metrics.json").read_text())
+    summary = metrics["summary"]
+    assert summary["env_steps_per_task"] == {"cartpole": 96, "minatar-breakout": 96}
+    assert summary["updates"] > 0
+    assert {row["env_steps"] for row in metrics["eval"]} == {48, 96}
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == ["ckpt_48", "ckpt_96"]
+    report = (run / "report.md").read_text()
+    assert "| cartpole |" in report and "| minatar-breakout |" in report
+    assert main(["eval", "--run", str(run), "--episodes", "2"]) == 0
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert evaluated["checkpoint"] == "ckpt_96"
+    assert set(evaluated["results"]) == {"cartpole", "minatar-breakout"}
