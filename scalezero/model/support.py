@@ -1,0 +1,95 @@
+"""Categorical representation of scalars (rewards and values).
+
+Returns in different tasks span very different ranges. Following MuZero, scalars are
+first squashed with the invertible transform ``h`` and then represented as a
+categorical distribution over integer bins in the transformed space. The network
+predicts logits over the bins and is trained with cross-entropy against a "two-hot"
+target; the scalar prediction is the inverse transform of the expected bin.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DEFAULT_EPS = 1e-3
+
+
+def value_transform(x: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
+    """Squash a scalar: ``h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x`` (elementwise).
+
+    ``sqrt(|x| + 1) - 1`` is evaluated as ``|x| / (sqrt(|x| + 1) + 1)`` to avoid
+    cancellation for small ``|x|`` in float32.
+    """
+    a = x.abs()
+    return torch.sign(x) * (a / (torch.sqrt(a + 1.0) + 1.0)) + eps * x
+
+
+def inverse_value_transform(y: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
+    """Exact closed-form inverse of :func:`value_transform` (elementwise).
+
+    With ``u = sqrt(|x| + 1)`` and ``a = |y|``, ``a = (u - 1) + eps (u^2 - 1)``; solving the
+    quadratic for ``u`` and rationalising twice gives
+
+        u - 1 = 4 a (a + 1 + eps) / ((1 + 2 eps + 2 a + s) (1 + s)),  s = sqrt(1 + 4 eps (1 + eps + a))
+
+    which has no cancellation, so the inverse is accurate in float32 near zero as well
+    as for large values. Then ``|x| = (u - 1)(u + 1)``.
+    """
+    a = y.abs()
+    s = torch.sqrt(1.0 + 4.0 * eps * (1.0 + eps + a))
+    u_minus_1 = 4.0 * a * (a + 1.0 + eps) / ((1.0 + 2.0 * eps + 2.0 * a + s) * (1.0 + s))
+    return torch.sign(y) * u_minus_1 * (u_minus_1 + 2.0)
+
+
+class Support:
+    """``2 * size + 1`` bins at the integers ``-size..size`` of the transformed space.
+
+    Scalars whose transform falls outside ``[-size, size]`` are clamped to the edge bins.
+    """
+
+    def __init__(self, size: int, eps: float = DEFAULT_EPS) -> None:
+        if size < 1:
+            raise ValueError(f"Support size must be >= 1, got {size}")
+        self.size = int(size)
+        self.eps = float(eps)
+
+    @property
+    def num_bins(self) -> int:
+        """Number of categories, ``2 * size + 1``."""
+        return 2 * self.size + 1
+
+    def bins(self, like: Tensor) -> Tensor:
+        """Bin centres ``[-size..size]`` as floats on ``like``'s device and dtype."""
+        return torch.arange(-self.size, self.size + 1, device=like.device, dtype=like.dtype)
+
+    @property
+    def max_scalar(self) -> float:
+        """Largest scalar magnitude representable without clamping."""
+        return float(inverse_value_transform(torch.tensor(float(self.size), dtype=torch.float64), self.eps))
+
+    def scalar_to_two_hot(self, x: Tensor) -> Tensor:
+        """Scalars ``[...]`` -> two-hot targets ``[..., bins]`` (rows sum to 1).
+
+        The transformed scalar is split between its two neighbouring integer bins in
+        proportion to its distance to each, so the expected bin equals the transform.
+        """
+        x = x.float() if not torch.is_floating_point(x) else x
+        y = value_transform(x, self.eps).clamp(-self.size, self.size)
+        low = torch.floor(y)
+        frac = y - low
+        low_idx = (low + self.size).long().clamp(0, self.num_bins - 1)
+        high_idx = (low_idx + 1).clamp(max=self.num_bins - 1)
+        out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
+        out.scatter_add_(-1, low_idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
+        out.scatter_add_(-1, high_idx.unsqueeze(-1), frac.unsqueeze(-1))
+        return out
+
+    def probs_to_scalar(self, probs: Tensor) -> Tensor:
+        """Distribution over bins ``[..., bins]`` -> scalar ``[...]`` (expected bin, inverted)."""
+        expected = (probs * self.bins(probs)).sum(-1)
+        return inverse_value_transform(expected, self.eps)
+
+    def logits_to_scalar(self, logits: Tensor) -> Tensor:
+        """Logits over bins ``[..., bins]`` -> scalar ``[...]`` (softmax expectation, inverted)."""
+        return self.probs_to_scalar(torch.softmax(logits.float(), dim=-1))

@@ -1,0 +1,220 @@
+"""Causal pre-LN transformer with rotary positions, a sliding window and a KV cache.
+
+Positions are passed explicitly per token, so left-padded batches, cached decoding and
+tree-structured caches (where the keys of one row are gathered from several places) all
+compute exactly the same attention as a plain forward over the unpadded sequence.
+
+Attention rule: a query at position ``p`` sees the valid keys whose positions lie in
+``(p - window_tokens, p]``. Because rotary embeddings make attention scores depend only
+on relative positions, dropping keys older than the window is exact: a search that goes
+deeper than the training sequences sees the same kind of context the model was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scalezero.config import ModelConfig
+
+ROPE_BASE = 10000.0
+
+
+@dataclass
+class KVCache:
+    """Keys and values of already-processed tokens.
+
+    Attributes:
+        kv: ``[layers, 2, B, H, Lc, dh]``; index 0 of dim 1 holds keys (rotary already
+            applied), index 1 values.
+        positions: ``[B, Lc]`` long, the position of every cached token.
+        valid: ``[B, Lc]`` bool, False for padding keys (never attended to).
+    """
+
+    kv: Tensor
+    positions: Tensor
+    valid: Tensor
+
+    @property
+    def length(self) -> int:
+        """Number of cached tokens ``Lc`` (including padding)."""
+        return int(self.kv.shape[-2])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.kv.shape[2])
+
+    def k(self, layer: int) -> Tensor:
+        """Keys of one layer ``[B, H, Lc, dh]``."""
+        return self.kv[layer, 0]
+
+    def v(self, layer: int) -> Tensor:
+        """Values of one layer ``[B, H, Lc, dh]``."""
+        return self.kv[layer, 1]
+
+    def next_position(self) -> Tensor:
+        """``[B]`` long: one past the largest valid position of each row (0 if none)."""
+        masked = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
+        return masked.max(dim=-1).values + 1
+
+    def append(self, kv: Tensor, positions: Tensor, valid: Tensor) -> "KVCache":
+        """A new cache with tokens ``kv [layers, 2, B, H, L, dh]`` appended."""
+        return KVCache(
+            kv=torch.cat([self.kv, kv], dim=-2),
+            positions=torch.cat([self.positions, positions], dim=-1),
+            valid=torch.cat([self.valid, valid], dim=-1),
+        )
+
+    def tail(self, n: int) -> Tensor:
+        """k/v of the last ``n`` tokens, ``[layers, 2, B, H, n, dh]``."""
+        return self.kv[..., self.length - n :, :]
+
+    def detach(self) -> "KVCache":
+        return KVCache(self.kv.detach(), self.positions, self.valid)
+
+
+def rotary_cos_sin(positions: Tensor, head_dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Rotary tables for ``positions [B, L]`` -> cos, sin ``[B, 1, L, head_dim]``."""
+    half = head_dim // 2
+    inv_freq = ROPE_BASE ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # [B, L, half]
+    angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, L, dh]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x [B, H, L, dh]`` pairwise (first half with second half) by the angles."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return x * cos + rotated * sin
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over cached + new tokens, rotary on q/k."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+        self.out_drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``x [B, L, D]``, ``mask [B, 1, L, Lc + L]`` bool, ``past [2, B, H, Lc, dh]`` or None.
+
+        Returns the output ``[B, L, D]`` and the new tokens' k/v ``[2, B, H, L, dh]``.
+        """
+        b, l, d = x.shape
+        q, k, v = self.qkv(x).view(b, l, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = apply_rotary(q, cos, sin)
+        k = apply_rotary(k, cos, sin)
+        new_kv = torch.stack([k, v])
+        if past is not None:
+            k = torch.cat([past[0], k], dim=-2)
+            v = torch.cat([past[1], v], dim=-2)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = y.transpose(1, 2).reshape(b, l, d)
+        return self.out_drop(self.out(y)), new_kv
+
+
+class Block(nn.Module):
+    """Pre-LN block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))`` with a 4x GELU MLP."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.ln_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        a, new_kv = self.attn(self.ln_attn(x), cos, sin, mask, past)
+        x = x + a
+        x = x + self.mlp(self.ln_mlp(x))
+        return x, new_kv
+
+
+def attention_mask(
+    q_pos: Tensor, k_pos: Tensor, k_valid: Tensor, window_tokens: int, num_cached: int
+) -> Tensor:
+    """Boolean mask ``[B, 1, L, Lk]`` (True = may attend).
+
+    ``q_pos [B, L]`` are the new tokens (which are also the last ``L`` keys);
+    ``k_pos, k_valid [B, Lk]``. A key is visible when valid and ``q - window < k <= q``.
+    Each query always sees itself so that no row is fully masked (padding queries would
+    otherwise produce NaN); for valid queries this changes nothing.
+    """
+    qp = q_pos.unsqueeze(-1)  # [B, L, 1]
+    kp = k_pos.unsqueeze(-2)  # [B, 1, Lk]
+    allowed = k_valid.unsqueeze(-2) & (kp <= qp) & (kp > qp - window_tokens)
+    l = q_pos.shape[-1]
+    eye = torch.eye(l, dtype=torch.bool, device=q_pos.device)
+    self_mask = F.pad(eye, (num_cached, 0))  # [L, Lk]
+    return (allowed | self_mask).unsqueeze(1)
+
+
+class Transformer(nn.Module):
+    """Causal pre-LN transformer with RoPE, sliding window and KV cache (final LayerNorm).
+
+    ``window_tokens = 2 * cfg.attention_window_steps`` since every step is two tokens.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.dim = cfg.embed_dim
+        self.heads = cfg.num_heads
+        self.head_dim = cfg.embed_dim // cfg.num_heads
+        self.num_layers = cfg.num_layers
+        self.window_tokens = 2 * cfg.attention_window_steps
+        self.blocks = nn.ModuleList(Block(cfg.embed_dim, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers))
+        self.ln_out = nn.LayerNorm(cfg.embed_dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        key_valid: Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Run new tokens on top of an optional cache.
+
+        Args:
+            x: ``[B, L, D]`` new token embeddings.
+            positions: ``[B, L]`` long positions of the new tokens.
+            key_valid: ``[B, L]`` bool, False for padding tokens (masked as keys).
+            cache: earlier tokens (attended to together with the new ones), or None.
+
+        Returns:
+            ``y [B, L, D]`` and the new tokens' k/v ``[layers, 2, B, H, L, dh]``
+            (``cache.append(new_kv, positions, key_valid)`` extends the cache).
+        """
+        if cache is None:
+            k_pos, k_valid, num_cached = positions, key_valid, 0
+        else:
+            k_pos = torch.cat([cache.positions, positions], dim=-1)
+            k_valid = torch.cat([cache.valid, key_valid], dim=-1)
+            num_cached = cache.length
+        mask = attention_mask(positions, k_pos, k_valid, self.window_tokens, num_cached)
+        cos, sin = rotary_cos_sin(positions, self.head_dim, x.dtype)
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            past = None if cache is None else cache.kv[i]
+            x, kv = block(x, cos, sin, mask, past)
+            new_kv.append(kv)
+        return self.ln_out(x), torch.stack(new_kv)
