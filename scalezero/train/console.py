@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from scalezero.config import Config
 from scalezero.tasks import SuiteLayout
@@ -29,6 +31,8 @@ class TrainingConsole:
         self.enabled = enabled
         self.console = Console()
         self.progress: Progress | None = None
+        self.live: Live | None = None
+        self.status = Text("collecting...")
         self.task_id = None
 
     def start(self) -> None:
@@ -43,36 +47,44 @@ class TrainingConsole:
         params = sum(p.numel() for p in self.model.parameters())
         t, m, sc = self.config.train, self.config.model, self.config.search
         self.console.print(
-            f"model: {params:,} parameters (width {m.embed_dim}, {m.num_layers} layers, {m.num_heads} heads) | "
+            f"model: {params:,} parameters (width {m.embed_dim}, layers {m.num_layers}, heads {m.num_heads}) | "
             f"search: {sc.algorithm}, {sc.num_simulations} simulations | "
             f"budget: {t.env_steps:,} env steps per task, {t.num_envs} envs per task, replay ratio {t.replay_ratio}"
         )
         self.progress = Progress(
             TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=30),
             MofNCompleteColumn(),
             TextColumn("env steps"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
             console=self.console,
-            transient=False,
         )
-        self.progress.start()
         total = self.config.train.env_steps * self.layout.num_tasks
-        self.task_id = self.progress.add_task("train", total=total, status="collecting...")
+        self.task_id = self.progress.add_task("train", total=total)
+        self.live = Live(Group(self.progress, self.status), console=self.console, refresh_per_second=4)
+        self.live.start()
 
     def update(self, env_steps: int, updates: int, latest_eval: dict, recent: dict, metrics: dict) -> None:
         if self.progress is None:
             return
-        evals = " ".join(f"{_short(self.layout.specs[t].name)}={r['return_mean']:.1f}" for t, r in latest_eval.items())
-        loss = f" loss={metrics['loss/total']:.3f}" if "loss/total" in metrics else ""
-        status = f"updates={updates}{loss} | eval: {evals or '-'}"
-        self.progress.update(self.task_id, completed=env_steps, status=status)
+        evals = "  ".join(f"{_short(self.layout.specs[t].name)} {r['return_mean']:.1f}" for t, r in latest_eval.items())
+        loss = f"  loss {metrics['loss/total']:.3f}" if "loss/total" in metrics else ""
+        collect = "  ".join(
+            f"{_short(self.layout.specs[t].name)} {sum(r) / len(r):.1f}" for t, r in recent.items() if r
+        )
+        self.status.plain = (
+            f"updates {updates:,}{loss}\n"
+            f"collect (mean of last 20 episodes): {collect or '-'}\n"
+            f"latest eval (greedy): {evals or '-'}"
+        )
+        self.progress.update(self.task_id, completed=env_steps)
 
     def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        if self.live is not None:
+            self.live.stop()
+            self.console.print()
 
     def finish(self, result: "RunResult", layout: SuiteLayout, report: Path) -> None:
         if not self.enabled:
