@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from scalezero.search.tree import QNORM_MIN_DELTA
+from scalezero.search.tree import QNORM_MIN_DELTA, _masked_softmax
 
 _LOG_FLOOR = 1e-300
 
@@ -124,20 +124,10 @@ def _completed_qn(
 def _improved_policy(b: int, node: int, prior: np.ndarray, legal: np.ndarray, logits_sigma: np.ndarray, out: np.ndarray) -> None:
     """``out [A] = softmax(log prior + logits_sigma)`` over legal actions (``logits_sigma``
     holds sigma(q) on entry and is overwritten with the full logits)."""
-    m = -np.inf
     for a in range(out.shape[0]):
         if legal[b, a]:
             logits_sigma[a] += math.log(max(prior[b, node, a], _LOG_FLOOR))
-            m = max(m, logits_sigma[a])
-    total = 0.0
-    for a in range(out.shape[0]):
-        if legal[b, a]:
-            out[a] = math.exp(logits_sigma[a] - m)
-            total += out[a]
-        else:
-            out[a] = 0.0
-    for a in range(out.shape[0]):
-        out[a] /= total
+    _masked_softmax(logits_sigma, legal[b], out)
 
 
 @njit(cache=True)
