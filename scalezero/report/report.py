@@ -17,12 +17,13 @@ from scalezero.config import load_config  # noqa: E402
 def _curves(eval_rows: list[dict]) -> dict[str, list[tuple[int, float, float]]]:
     curves: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for row in eval_rows:
-        curves[row["task"]].append((row["env_steps"], row["return_mean"], row["return_std"]))
+        sem = row["return_std"] / max(1.0, float(row["episodes"])) ** 0.5
+        curves[row["task"]].append((row["env_steps"], row["return_mean"], sem))
     return curves
 
 
 def plot_learning_curves(eval_rows: list[dict], random_returns: dict[str, float | None], path: Path) -> Path:
-    """One panel per task: evaluation return (mean ± std over episodes) against env steps."""
+    """One panel per task: evaluation return against env steps (mean, band = ± standard error over episodes)."""
     curves = _curves(eval_rows)
     n = max(1, len(curves))
     cols = min(n, 3)
@@ -32,7 +33,7 @@ def plot_learning_curves(eval_rows: list[dict], random_returns: dict[str, float 
         xs = [p[0] for p in points]
         ys = [p[1] for p in points]
         sd = [p[2] for p in points]
-        ax.plot(xs, ys, marker="o", label="agent (greedy search)")
+        ax.plot(xs, ys, marker="o", label="agent, greedy search (± s.e.m.)")
         ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.2)
         if random_returns.get(task) is not None:
             ax.axhline(random_returns[task], color="grey", linestyle="--", label="random policy")
