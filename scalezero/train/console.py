@@ -35,6 +35,13 @@ class TrainingConsole:
         self.status = Text("collecting...")
         self.task_id = None
 
+    def __enter__(self) -> "TrainingConsole":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         if not self.enabled:
             return
@@ -84,6 +91,7 @@ class TrainingConsole:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+            self.live = None
             self.console.print()
 
     def finish(self, result: "RunResult", layout: SuiteLayout, report: Path) -> None:

@@ -83,7 +83,6 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
     learner = Learner(model, layout, config, device)
     logger = MetricsLogger(run_dir, names)
     console = TrainingConsole(config, layout, model, device, enabled=show_progress)
-    console.start()
 
     budget = train_cfg.env_steps
     all_ids = list(range(len(tasks)))
@@ -97,38 +96,38 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
     def steps_of(t: int) -> int:
         return collector.env_steps[t]
 
-    while min(steps_of(t) for t in all_ids) < budget:
-        # 1. Collect: one step of every copy of every task still under budget.
-        active = [t for t in all_ids if steps_of(t) < budget]
-        stats = collector.step(model, active)
-        for tid, ret, length in stats["episodes"]:
-            recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
-            logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
-        # 2. Learn: the updates owed by the replay ratio, once every task has enough data.
-        mean_steps = sum(steps_of(t) for t in all_ids) / len(all_ids)
-        if all(steps_of(t) >= train_cfg.learning_starts for t in all_ids):
-            owed = int(train_cfg.replay_ratio * (mean_steps - train_cfg.learning_starts)) - learner.updates
-            for _ in range(max(0, owed)):
-                metrics = learner.update(learner.sample(collector.replays, all_ids))
-            if owed > 0 and learner.updates % 50 < owed:
-                logger.scalars(metrics, int(mean_steps))
-                for tid, root_value, entropy in stats["search"]:
-                    logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/")}})
-        # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
-        progress_steps = min(steps_of(t) for t in all_ids)
-        finished = progress_steps >= budget
-        if progress_steps >= next_eval or finished:
-            latest_eval = evaluate(model, tasks, layout, config, device)
-            logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval)
-            next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
-        if progress_steps >= next_ckpt or finished:
-            _checkpoint(run_dir, learner, collector, progress_steps)
-            next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
-        console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics)
+    with console:  # the live display always stops, also on errors and Ctrl-C
+        while min(steps_of(t) for t in all_ids) < budget:
+            # 1. Collect: one step of every copy of every task still under budget.
+            active = [t for t in all_ids if steps_of(t) < budget]
+            stats = collector.step(model, active)
+            for tid, ret, length in stats["episodes"]:
+                recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
+                logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
+            # 2. Learn: the updates owed by the replay ratio, once every task has enough data.
+            mean_steps = sum(steps_of(t) for t in all_ids) / len(all_ids)
+            if all(steps_of(t) >= train_cfg.learning_starts for t in all_ids):
+                owed = int(train_cfg.replay_ratio * (mean_steps - train_cfg.learning_starts)) - learner.updates
+                for _ in range(max(0, owed)):
+                    metrics = learner.update(learner.sample(collector.replays, all_ids))
+                if owed > 0 and learner.updates % 50 < owed:
+                    logger.scalars(metrics, int(mean_steps))
+                    for tid, root_value, entropy in stats["search"]:
+                        logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
+                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/")}})
+            # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
+            progress_steps = min(steps_of(t) for t in all_ids)
+            finished = progress_steps >= budget
+            if progress_steps >= next_eval or finished:
+                latest_eval = evaluate(model, tasks, layout, config, device)
+                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval)
+                next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
+            if progress_steps >= next_ckpt or finished:
+                _checkpoint(run_dir, learner, collector, progress_steps)
+                next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
+            console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics)
 
     wall = time.perf_counter() - start
-    console.stop()
     total_steps = sum(steps_of(t) for t in all_ids)
     summary = {
         "suite": config.suite,
