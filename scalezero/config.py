@@ -54,6 +54,12 @@ class ModelConfig:
     """Hidden width of the vector encoder and of the heads."""
     task_embedding: bool = True
     """Add a learned per-task embedding to every token."""
+    moe_num_experts: int = 0
+    """Routed experts in every feed-forward block (0: a dense FFN, no routing)."""
+    moe_top_k: int = 1
+    """Experts each token is routed to (1 <= k <= moe_num_experts)."""
+    moe_shared_expert: bool = True
+    """Add an always-on shared expert beside the routed ones."""
 
     def validate(self) -> None:
         _check(self.embed_dim >= 8, "model.embed_dim", "an integer >= 8", self.embed_dim)
@@ -75,6 +81,14 @@ class ModelConfig:
         _check(self.support_size >= 1, "model.support_size", "an integer >= 1", self.support_size)
         _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
         _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
+        _check(self.moe_num_experts >= 0, "model.moe_num_experts", "an integer >= 0 (0: dense FFN)", self.moe_num_experts)
+        if self.moe_num_experts > 0:
+            _check(
+                1 <= self.moe_top_k <= self.moe_num_experts,
+                "model.moe_top_k",
+                f"an integer in [1, moe_num_experts={self.moe_num_experts}]",
+                self.moe_top_k,
+            )
 
 
 SEARCH_ALGORITHMS = ("puct", "gumbel")
@@ -180,6 +194,10 @@ class TrainConfig:
     """Weight of the policy cross-entropy against the search policy."""
     entropy_weight: float = 1e-4
     """Weight of the policy-entropy bonus (subtracted from the loss)."""
+    moe_balance_weight: float = 0.01
+    """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
+    moe_z_weight: float = 0.0
+    """Weight of the MoE router z-loss (mean over layers)."""
     eval_every: int = 5_000
     """Evaluate every this many environment steps per task (and at the end)."""
     eval_episodes: int = 10
@@ -207,7 +225,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)
         _check(0 < self.target_tau <= 1, "train.target_tau", "a float in (0, 1]", self.target_tau)
-        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight"):
+        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
         _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)

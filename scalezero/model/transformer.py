@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scalezero.config import ModelConfig
+from scalezero.model.moe import FeedForward, MoE, RouterInfo
 
 ROPE_BASE = 10000.0
 
@@ -127,27 +128,32 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN block: ``x + attn(ln(x))`` then ``x + mlp(ln(x))`` with a 4x GELU MLP."""
+    """Pre-LN block: ``x + attn(ln(x))`` then ``x + ffn(ln(x))``; the FFN is dense (4x GELU)
+    or a Mixture-of-Experts layer when ``num_experts > 0``."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, num_experts: int = 0, top_k: int = 1, shared_expert: bool = True) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, dropout)
         self.ln_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim),
-            nn.GELU(),
-            nn.Linear(4 * dim, dim),
-            nn.Dropout(dropout),
+        self.mlp: nn.Module = (
+            MoE(dim, num_experts, top_k=top_k, shared_expert=shared_expert, dropout=dropout)
+            if num_experts > 0
+            else FeedForward(dim, dropout=dropout)
         )
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Tensor | None
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Tensor | None, router_info: list[RouterInfo] | None = None
     ) -> tuple[Tensor, Tensor]:
         a, new_kv = self.attn(self.ln_attn(x), cos, sin, mask, past)
         x = x + a
-        x = x + self.mlp(self.ln_mlp(x))
-        return x, new_kv
+        if isinstance(self.mlp, MoE):
+            y, info = self.mlp(self.ln_mlp(x))
+            if router_info is not None:
+                router_info.append(info)
+        else:
+            y = self.mlp(self.ln_mlp(x))
+        return x + y, new_kv
 
 
 def attention_mask(
@@ -182,7 +188,10 @@ class Transformer(nn.Module):
         self.head_dim = cfg.embed_dim // cfg.num_heads
         self.num_layers = cfg.num_layers
         self.window_tokens = 2 * cfg.attention_window_steps
-        self.blocks = nn.ModuleList(Block(cfg.embed_dim, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, cfg.dropout, cfg.moe_num_experts, cfg.moe_top_k, cfg.moe_shared_expert)
+            for _ in range(cfg.num_layers)
+        )
         self.ln_out = nn.LayerNorm(cfg.embed_dim)
 
     def forward(
@@ -191,6 +200,7 @@ class Transformer(nn.Module):
         positions: Tensor,
         key_valid: Tensor,
         cache: KVCache | None = None,
+        router_info: list[RouterInfo] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run new tokens on top of an optional cache.
 
@@ -199,6 +209,8 @@ class Transformer(nn.Module):
             positions: ``[B, L]`` long positions of the new tokens.
             key_valid: ``[B, L]`` bool, False for padding tokens (masked as keys).
             cache: earlier tokens (attended to together with the new ones), or None.
+            router_info: if given, each MoE layer appends its :class:`RouterInfo` (the
+                training path collects balance losses and expert loads this way).
 
         Returns:
             ``y [B, L, D]`` and the new tokens' k/v ``[layers, 2, B, H, L, dh]``
@@ -215,6 +227,6 @@ class Transformer(nn.Module):
         new_kv = []
         for i, block in enumerate(self.blocks):
             past = None if cache is None else cache.kv[i]
-            x, kv = block(x, cos, sin, mask, past)
+            x, kv = block(x, cos, sin, mask, past, router_info)
             new_kv.append(kv)
         return self.ln_out(x), torch.stack(new_kv)

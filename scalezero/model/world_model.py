@@ -16,7 +16,7 @@ Three entry points share the same transformer:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from scalezero.config import ModelConfig
 from scalezero.model.encoders import make_encoders
 from scalezero.model.heads import Heads
+from scalezero.model.moe import RouterInfo
 from scalezero.model.support import Support
 from scalezero.model.transformer import KVCache, Transformer
 from scalezero.tasks.base import SuiteLayout
@@ -42,12 +43,15 @@ class SequenceOutput:
         policy_logits: ``[B, T, A]`` at latent tokens, illegal actions at -1e9.
         reward_logits: ``[B, T, bins]`` at action tokens (reward of taking ``a_t``).
         next_latent: ``[B, T, D]`` at action tokens (prediction of ``z_{t+1}``).
+        router: one :class:`RouterInfo` per MoE layer (empty for a dense model); token
+            order inside is ``[B, 2T]`` flattened.
     """
 
     value_logits: Tensor
     policy_logits: Tensor
     reward_logits: Tensor
     next_latent: Tensor
+    router: list[RouterInfo] = field(default_factory=list)
 
 
 @dataclass
@@ -192,7 +196,8 @@ class WorldModel(nn.Module):
             step_valid = torch.ones(b, t, dtype=torch.bool, device=latents.device)
         tokens = self._step_tokens(latents, actions, task_ids)
         positions, valid = self._step_positions(step_valid)
-        y, _ = self.transformer(tokens, positions, valid)
+        router: list[RouterInfo] = []
+        y, _ = self.transformer(tokens, positions, valid, router_info=router)
         y = y.view(b, t, 2, -1)
         y_latent, y_action = y[:, :, 0], y[:, :, 1]
         return SequenceOutput(
@@ -200,6 +205,7 @@ class WorldModel(nn.Module):
             policy_logits=self.mask_policy(self.heads.policy(y_latent), task_ids),
             reward_logits=self.heads.reward(y_action),
             next_latent=self.heads.next_latent(y_action),
+            router=router,
         )
 
     def initial_inference(

@@ -24,7 +24,6 @@ from scalezero.model import WorldModel
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
 
-LOSS_NAMES = ("latent", "reward", "value", "policy", "entropy")
 
 
 @dataclass
@@ -146,6 +145,10 @@ class Learner:
             + train.policy_weight * losses["policy"]
             - train.entropy_weight * losses["entropy"]
         )
+        if out.router:  # MoE: router losses averaged over layers
+            losses["moe_balance"] = torch.stack([r.balance_loss for r in out.router]).mean()
+            losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
+            total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
 
         # 5. Optimiser step and target-network EMA.
         self.optimizer.zero_grad(set_to_none=True)
