@@ -6,7 +6,7 @@ from scalezero.config import ConfigError, config_from_dict, load_suite, availabl
 
 
 def test_shipped_suites_load():
-    assert {"cartpole", "minatar"} <= set(available_suites())
+    assert {"cartpole", "classic", "minatar"} <= set(available_suites())
     minatar = load_suite("minatar")
     assert len(minatar.tasks) == 5 and minatar.suite == "minatar"
 
@@ -33,7 +33,7 @@ def test_bad_values_name_the_field(data, needle):
 
 
 def test_unknown_suite_lists_alternatives():
-    with pytest.raises(ConfigError, match="unknown suite 'atari999'; available suites: cartpole, minatar"):
+    with pytest.raises(ConfigError, match="unknown suite 'atari999'; available suites: cartpole, classic, minatar"):
         load_suite("atari999")
 
 

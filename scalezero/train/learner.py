@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from scalezero.config import Config
 from scalezero.model import WorldModel
+from scalezero.model.moe import RouterInfo
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
 
@@ -54,6 +55,23 @@ def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, rows_per_tas
     v = (values * mask).view(-1, rows_per_task * values.shape[1]).sum(1)
     m = mask.view(-1, rows_per_task * values.shape[1]).sum(1).clamp(min=1.0)
     return v / m
+
+
+def expert_load_per_task(router: list[RouterInfo], task_ids: list[int]) -> dict[str, float]:
+    """Fraction of each task's routed token slots sent to each expert, per MoE layer.
+
+    Rows of a batch are grouped by task in equal blocks, so each task's tokens are one
+    contiguous block of ``expert_index``. Keys: ``task<t>/moe/layer<l>/expert<e>``.
+    """
+    out: dict[str, float] = {}
+    for layer, info in enumerate(router):
+        num_experts = info.load.shape[0]
+        blocks = info.expert_index.reshape(len(task_ids), -1)
+        for i, t in enumerate(task_ids):
+            counts = torch.bincount(blocks[i], minlength=num_experts).float()
+            for e, frac in enumerate((counts / counts.sum()).tolist()):
+                out[f"task{t}/moe/layer{layer}/expert{e}"] = frac
+    return out
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -165,6 +183,7 @@ class Learner:
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
                 metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
+        metrics.update(expert_load_per_task(out.router, batch.task_ids))
         return metrics
 
     @torch.no_grad()
