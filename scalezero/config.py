@@ -198,6 +198,9 @@ class TrainConfig:
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
     """Weight of the MoE router z-loss (mean over layers)."""
+    conflict_every: int = 0
+    """Measure gradient conflict between tasks every this many updates (0: off; one extra
+    backward pass per task each time, cheap at 100)."""
     eval_every: int = 5_000
     """Evaluate every this many environment steps per task (and at the end)."""
     eval_episodes: int = 10
@@ -228,6 +231,7 @@ class TrainConfig:
         for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
+        _check(self.conflict_every >= 0, "train.conflict_every", "an integer >= 0 (0: off)", self.conflict_every)
         _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)
         _check(self.eval_max_steps >= 1, "train.eval_max_steps", "an integer >= 1", self.eval_max_steps)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.model.moe import RouterInfo
+from scalezero.train.conflict import gradient_conflict
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
 
@@ -36,6 +37,23 @@ class Batch:
     @property
     def task_ids(self) -> list[int]:
         return list(self.windows)
+
+
+@dataclass
+class LossOutput:
+    """The named losses of one batch.
+
+    ``task_totals [T]`` is each task's weighted loss (the total is their mean plus the router
+    losses); ``per_task`` maps each loss name to ``[T]``; ``losses`` to its mean over tasks.
+    """
+
+    total: torch.Tensor
+    task_totals: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    per_task: dict[str, torch.Tensor]
+    router: list[RouterInfo]
+    value_target: np.ndarray
+    value_mask: np.ndarray
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -110,8 +128,8 @@ class Learner:
     def _stack(self, batch: Batch, name: str) -> np.ndarray:
         return np.concatenate([getattr(w, name) for w in batch.windows.values()])
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step on ``batch``; returns the named losses and diagnostics."""
+    def compute_losses(self, batch: Batch) -> LossOutput:
+        """Steps 2-4: targets, the online forward and the named losses (with gradients)."""
         cfg, train = self.config, self.config.train
         K, n = cfg.replay.unroll_steps, cfg.replay.td_steps
         dev = self.device
@@ -155,18 +173,34 @@ class Learner:
             "policy": _masked_mean_per_task(policy_loss, step_mask, rows),
             "entropy": _masked_mean_per_task(entropy, step_mask, rows),
         }
+        weights = {
+            "latent": train.latent_weight,
+            "reward": train.reward_weight,
+            "value": train.value_weight,
+            "policy": train.policy_weight,
+            "entropy": -train.entropy_weight,
+        }
+        task_totals = sum(weights[k] * v for k, v in per_task.items())  # [T]
         losses = {k: v.mean() for k, v in per_task.items()}
-        total = (
-            train.latent_weight * losses["latent"]
-            + train.reward_weight * losses["reward"]
-            + train.value_weight * losses["value"]
-            + train.policy_weight * losses["policy"]
-            - train.entropy_weight * losses["entropy"]
-        )
+        total = task_totals.mean()
         if out.router:  # MoE: router losses averaged over layers
             losses["moe_balance"] = torch.stack([r.balance_loss for r in out.router]).mean()
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
             total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
+        return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on ``batch``; returns the named losses and diagnostics."""
+        train = self.config.train
+        result = self.compute_losses(batch)
+        total, losses, per_task = result.total, result.losses, result.per_task
+        value_target, value_mask = result.value_target, result.value_mask
+
+        # Optional diagnostic on this batch, before the step (needs the graph).
+        conflict = {}
+        every = train.conflict_every
+        if every and self.updates % every == 0 and len(batch.task_ids) > 1:
+            conflict = gradient_conflict(self.model, result.task_totals)
 
         # 5. Optimiser step and target-network EMA.
         self.optimizer.zero_grad(set_to_none=True)
@@ -183,7 +217,8 @@ class Learner:
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
                 metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
-        metrics.update(expert_load_per_task(out.router, batch.task_ids))
+        metrics.update(expert_load_per_task(result.router, batch.task_ids))
+        metrics.update(conflict)
         return metrics
 
     @torch.no_grad()

@@ -110,6 +110,10 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
                 owed = int(train_cfg.replay_ratio * (mean_steps - train_cfg.learning_starts)) - learner.updates
                 for _ in range(max(0, owed)):
                     metrics = learner.update(learner.sample(collector.replays, all_ids))
+                    conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/")}
+                    if conflict:  # measured every train.conflict_every updates: log every one
+                        logger.scalars(conflict, int(mean_steps))
+                        logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **conflict})
                 if owed > 0 and learner.updates % 50 < owed:
                     logger.scalars(metrics, int(mean_steps))
                     for tid, root_value, entropy in stats["search"]:
