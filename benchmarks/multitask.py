@@ -1,0 +1,169 @@
+"""Multi-task benchmark on MinAtar: single-task agents vs one dense vs one MoE multi-task agent.
+
+Same environment-step budget per game for every agent, several seeds. Each training run is a
+``scalezero train`` process with its own run directory; runs that already finished (their
+``metrics.json`` exists) are skipped, so the benchmark can be resumed after an interruption.
+Runs go ``--parallel`` at a time with one torch thread each.
+
+    python benchmarks/multitask.py --seeds 0 1 --parallel 2            # full (hours on 2 CPU cores)
+    python benchmarks/multitask.py --smoke --out /tmp/mt_smoke         # tiny settings, minutes
+
+Writes ``benchmarks/results/multitask.json`` and ``benchmarks/results/multitask.png``: per-game
+returns, the mean score normalised by the single-task return of each game, parameter counts,
+wall times, and gradient-conflict statistics of the dense vs the MoE agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = {
+    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "search": {"num_simulations": 4},
+    "train": {"env_steps": 160, "learning_starts": 80, "eval_every": 160, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 160},
+}
+
+
+def variants(moe_experts: int) -> dict[str, dict]:
+    """Name -> suite overlay. Single-task agents use the minatar suite's settings with one game."""
+    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
+    games = [t["name"] for t in base["tasks"]]
+    out = {f"single-{g.removeprefix('minatar-')}": {**base, "tasks": [{"name": g}]} for g in games}
+    out["dense"] = {**base, "train": {**base["train"], "conflict_every": 100}}
+    out["moe"] = {
+        **base,
+        "model": {**base["model"], "moe_num_experts": moe_experts, "moe_top_k": 1, "moe_shared_expert": True},
+        "train": {**base["train"], "conflict_every": 100},
+    }
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    return {k: (_merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
+
+
+def run_one(name: str, suite: dict, seed: int, out: Path) -> Path:
+    run = out / f"{name}-s{seed}"
+    if (run / "metrics.json").exists():
+        print(f"[skip] {run.name} (finished earlier)")
+        return run
+    run.mkdir(parents=True, exist_ok=True)
+    suite = _merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
+    (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    start = time.perf_counter()
+    print(f"[start] {run.name}")
+    with open(run / "train.log", "w") as log:
+        subprocess.run(
+            [sys.executable, "-m", "scalezero.cli", "train", "--suite", str(run / "suite.yaml"), "--out", str(run), "--quiet"],
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    print(f"[done] {run.name} in {time.perf_counter() - start:.0f} s")
+    return run
+
+
+def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
+    """Mean of each conflict statistic over the second half of training."""
+    rows = [r for r in train_rows if any(k.startswith("conflict/") for k in r)]
+    rows = rows[len(rows) // 2 :]
+    keys = sorted({k for r in rows for k in r if k.startswith("conflict/")})
+    out = {}
+    for k in keys:
+        values = [r[k] for r in rows if k in r and not math.isnan(r[k])]
+        out[k] = sum(values) / len(values) if values else float("nan")
+    return out
+
+
+def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
+    per_variant: dict[str, dict] = {}
+    for name in names:
+        summaries = [json.loads((out / f"{name}-s{s}" / "metrics.json").read_text()) for s in seeds]
+        returns: dict[str, list[float]] = {}
+        for m in summaries:
+            for game, r in m["summary"]["final_eval"].items():
+                returns.setdefault(game, []).append(r["return_mean"])
+        per_variant[name] = {
+            "returns": returns,
+            "parameters": summaries[0]["summary"]["parameters"],
+            "wall_s": [m["summary"]["wall_s"] for m in summaries],
+            "conflict": [_conflict_summary(m["train"]) for m in summaries],
+        }
+    single = {g: v for n, d in per_variant.items() if n.startswith("single-") for g, v in d["returns"].items()}
+    table = {}
+    for name in ("dense", "moe"):
+        d = per_variant[name]
+        norm = {g: (sum(v) / len(v)) / (sum(single[g]) / len(single[g])) for g, v in d["returns"].items() if sum(single[g]) != 0}
+        table[name] = {"normalised": norm, "mean_normalised": sum(norm.values()) / max(1, len(norm))}
+    return {"variants": per_variant, "normalised_by_single_task": table}
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants_ = result["variants"]
+    games = list(variants_["dense"]["returns"])
+    single = {g: v for n, d in variants_.items() if n.startswith("single-") for g, v in d["returns"].items()}
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.27
+    for i, (label, source) in enumerate([("single-task", single), ("dense multi-task", variants_["dense"]["returns"]), ("MoE multi-task", variants_["moe"]["returns"])]):
+        means = [sum(source[g]) / len(source[g]) for g in games]
+        ax.bar([x + (i - 1) * width for x in range(len(games))], means, width, label=label)
+        for x, g in enumerate(games):
+            ax.scatter([x + (i - 1) * width] * len(source[g]), source[g], color="black", s=8, zorder=3)
+    ax.set_xticks(range(len(games)), [g.removeprefix("minatar-") for g in games])
+    ax.set_ylabel("final greedy eval return")
+    ax.legend(fontsize=8)
+    ax.set_title("same env steps per game; bars = mean over seeds, dots = seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--moe-experts", type=int, default=4)
+    parser.add_argument("--out", default="runs/multitask")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    table = variants(args.moe_experts)
+    if args.smoke:
+        table = {k: _merge(v, SMOKE) for k, v in table.items()}
+    jobs = [(name, suite, seed) for seed in args.seeds for name, suite in table.items()]
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        list(pool.map(lambda job: run_one(*job, out), jobs))
+    result = summarise(out, list(table), args.seeds)
+    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts})
+    name = "multitask_smoke" if args.smoke else "multitask"
+    plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
+    path = write_result(name, result) if not args.smoke else out / f"{name}.json"
+    if args.smoke:
+        path.write_text(json.dumps(result, indent=1))
+    for variant, row in result["normalised_by_single_task"].items():
+        print(f"{variant:6s} mean normalised score {row['mean_normalised']:.3f}  " + "  ".join(f"{g.removeprefix('minatar-')} {v:.2f}" for g, v in row["normalised"].items()))
+    for variant in ("dense", "moe"):
+        print(variant, "conflict (2nd half of training):", result["variants"][variant]["conflict"])
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
