@@ -248,12 +248,15 @@ class TaskEntry:
     """Registered task name (``scalezero.tasks.available_tasks()`` lists them)."""
     target_return: float | None = None
     """Evaluation return at which the task counts as solved (None: the task's default)."""
+    batch_size: int | None = None
+    """Windows of this task in every learner batch (None: ``train.batch_size``, i.e. balanced)."""
 
     def validate(self) -> None:
         from scalezero.tasks import available_tasks
 
         names = available_tasks()
         _check(self.name in names, "tasks[].name", f"one of {', '.join(names)}", self.name)
+        _check(self.batch_size is None or self.batch_size >= 1, f"tasks[{self.name}].batch_size", "an integer >= 1 or null", self.batch_size)
 
 
 @dataclass(frozen=True)

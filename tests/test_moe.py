@@ -115,11 +115,13 @@ def test_moe_world_model_trains_and_caches_exactly():
 
 
 def test_expert_load_is_reported_per_task():
+    import numpy as np
+
     from scalezero.model.moe import RouterInfo
     from scalezero.train.learner import expert_load_per_task
 
     # Two tasks, 2 tokens x top-1 each: task 3 -> experts [0, 0], task 5 -> [1, 2].
     info = RouterInfo(torch.tensor([[0], [0], [1], [2]]), torch.tensor(1.0), torch.tensor(0.0), torch.tensor([0.5, 0.25, 0.25]))
-    load = expert_load_per_task([info], [3, 5])
+    load = expert_load_per_task([info], [3, 5], np.array([0, 1]))
     assert load["task3/moe/layer0/expert0"] == 1.0 and load["task3/moe/layer0/expert1"] == 0.0
     assert load["task5/moe/layer0/expert1"] == 0.5 and load["task5/moe/layer0/expert2"] == 0.5

@@ -68,3 +68,19 @@ def test_collector_and_learner_step():
     tau = config.train.target_tau
     for old, tp, p in zip(target_before, learner.target.parameters(), model.parameters()):
         torch.testing.assert_close(tp, (1 - tau) * old + tau * p.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_per_task_batch_sizes_are_honoured():
+    data = {**SMALL, "tasks": [{"name": "cartpole", "batch_size": 2}, {"name": "minatar-breakout"}, {"name": "minatar-seaquest", "batch_size": 9}]}
+    config = config_from_dict(data)
+    tasks, layout = resolve_tasks(config)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(4):
+        collector.step(model, [0, 1, 2])
+    learner = Learner(model, layout, config, torch.device("cpu"))
+    batch = learner.sample(collector.replays, [0, 1, 2])
+    assert {t: w.obs.shape[0] for t, w in batch.windows.items()} == {0: 2, 1: 5, 2: 9}
+    assert batch.row_slot().tolist() == [0] * 2 + [1] * 5 + [2] * 9
+    metrics = learner.update(batch)
+    assert all(np.isfinite(metrics[f"task{t}/loss/value"]) for t in range(3))

@@ -38,6 +38,10 @@ class Batch:
     def task_ids(self) -> list[int]:
         return list(self.windows)
 
+    def row_slot(self) -> np.ndarray:
+        """``[N]`` index into ``task_ids`` of every row."""
+        return np.concatenate([np.full(w.obs.shape[0], i) for i, w in enumerate(self.windows.values())])
+
 
 @dataclass
 class LossOutput:
@@ -68,25 +72,27 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
 
-def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, rows_per_task: int) -> torch.Tensor:
-    """``values, mask [N, P]`` -> ``[T]`` mean over each task's masked entries."""
-    v = (values * mask).view(-1, rows_per_task * values.shape[1]).sum(1)
-    m = mask.view(-1, rows_per_task * values.shape[1]).sum(1).clamp(min=1.0)
+def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, row_slot: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """``values, mask [N, P]``, ``row_slot [N]`` -> ``[T]`` mean over each task's masked entries."""
+    v = values.new_zeros(num_tasks).index_add(0, row_slot, (values * mask).sum(1))
+    m = values.new_zeros(num_tasks).index_add(0, row_slot, mask.sum(1)).clamp(min=1.0)
     return v / m
 
 
-def expert_load_per_task(router: list[RouterInfo], task_ids: list[int]) -> dict[str, float]:
+def expert_load_per_task(router: list[RouterInfo], task_ids: list[int], row_slot: np.ndarray) -> dict[str, float]:
     """Fraction of each task's routed token slots sent to each expert, per MoE layer.
 
-    Rows of a batch are grouped by task in equal blocks, so each task's tokens are one
-    contiguous block of ``expert_index``. Keys: ``task<t>/moe/layer<l>/expert<e>``.
+    ``expert_index`` lists tokens row by row (every row has the same number of tokens), so
+    a token's task follows from its row's slot in ``row_slot [N]``. Keys:
+    ``task<t>/moe/layer<l>/expert<e>``.
     """
     out: dict[str, float] = {}
     for layer, info in enumerate(router):
         num_experts = info.load.shape[0]
-        blocks = info.expert_index.reshape(len(task_ids), -1)
+        per_row = info.expert_index.reshape(len(row_slot), -1)
+        slots = torch.as_tensor(row_slot, device=per_row.device)
         for i, t in enumerate(task_ids):
-            counts = torch.bincount(blocks[i], minlength=num_experts).float()
+            counts = torch.bincount(per_row[slots == i].flatten(), minlength=num_experts).float()
             for e, frac in enumerate((counts / counts.sum()).tolist()):
                 out[f"task{t}/moe/layer{layer}/expert{e}"] = frac
     return out
@@ -107,13 +113,15 @@ class Learner:
         self.device = device
         self.target = copy.deepcopy(model).requires_grad_(False)
         self.optimizer = make_optimizer(model, config.train.lr, config.train.weight_decay)
+        self.batch_sizes = [entry.batch_size or config.train.batch_size for entry in config.tasks]
         self.updates = 0
         self.rng = np.random.default_rng(config.train.seed + 29)
 
     def sample(self, replays: dict[int, TaskReplay], task_ids: list[int]) -> Batch:
-        """Draw ``batch_size`` windows from each listed task's replay (balanced across tasks)."""
+        """Draw each listed task's windows from its own replay: ``train.batch_size`` per task
+        (balanced), or the task's own ``batch_size`` where its suite entry sets one."""
         length = self.config.replay.unroll_steps + self.config.replay.td_steps + 1
-        return Batch({t: replays[t].sample(self.config.train.batch_size, length, self.rng) for t in task_ids})
+        return Batch({t: replays[t].sample(self.batch_sizes[t], length, self.rng) for t in task_ids})
 
     def _encode(self, net: WorldModel, batch: Batch, positions: int) -> torch.Tensor:
         """Encode the first ``positions`` observations of every window -> ``[N, positions, D]``."""
@@ -133,8 +141,10 @@ class Learner:
         cfg, train = self.config, self.config.train
         K, n = cfg.replay.unroll_steps, cfg.replay.td_steps
         dev = self.device
-        rows = train.batch_size
-        task_ids = torch.as_tensor(np.repeat(batch.task_ids, rows), device=dev)
+        slot_np = batch.row_slot()
+        row_slot = torch.as_tensor(slot_np, device=dev)
+        num_tasks = len(batch.task_ids)
+        task_ids = torch.as_tensor(np.asarray(batch.task_ids)[slot_np], device=dev)
         actions = torch.as_tensor(self._stack(batch, "actions"), device=dev)
         rewards = self._stack(batch, "rewards")
         is_step = self._stack(batch, "is_step")
@@ -167,11 +177,11 @@ class Learner:
         entropy = -(probs * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
         per_task = {
-            "latent": _masked_mean_per_task(latent_loss, next_mask, rows),
-            "reward": _masked_mean_per_task(reward_loss, step_mask, rows),
-            "value": _masked_mean_per_task(value_loss, value_mask_t, rows),
-            "policy": _masked_mean_per_task(policy_loss, step_mask, rows),
-            "entropy": _masked_mean_per_task(entropy, step_mask, rows),
+            "latent": _masked_mean_per_task(latent_loss, next_mask, row_slot, num_tasks),
+            "reward": _masked_mean_per_task(reward_loss, step_mask, row_slot, num_tasks),
+            "value": _masked_mean_per_task(value_loss, value_mask_t, row_slot, num_tasks),
+            "policy": _masked_mean_per_task(policy_loss, step_mask, row_slot, num_tasks),
+            "entropy": _masked_mean_per_task(entropy, step_mask, row_slot, num_tasks),
         }
         weights = {
             "latent": train.latent_weight,
@@ -217,7 +227,7 @@ class Learner:
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
                 metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
-        metrics.update(expert_load_per_task(result.router, batch.task_ids))
+        metrics.update(expert_load_per_task(result.router, batch.task_ids, batch.row_slot()))
         metrics.update(conflict)
         return metrics
 
