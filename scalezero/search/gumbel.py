@@ -130,6 +130,38 @@ def _improved_policy(b: int, node: int, prior: np.ndarray, legal: np.ndarray, lo
     _masked_softmax(logits_sigma, legal[b], out)
 
 
+@njit(cache=True, inline="always")
+def _child_visits(children: np.ndarray, visits: np.ndarray, b: int, node: int, a: int) -> int:
+    """Visit count of edge ``(node, a)`` in row ``b``; 0 while the child is unexpanded."""
+    c = children[b, node, a]
+    return 0 if c < 0 else visits[b, c]
+
+
+@njit(cache=True)
+def _sigma_q(
+    b: int,
+    node: int,
+    children: np.ndarray,
+    visits: np.ndarray,
+    value_sum: np.ndarray,
+    raw_value: np.ndarray,
+    reward: np.ndarray,
+    prior: np.ndarray,
+    legal: np.ndarray,
+    discount: float,
+    c_visit: float,
+    c_scale: float,
+    out: np.ndarray,
+) -> int:
+    """``out [A] = sigma(completed normalised Q) = (c_visit + max_b N(b)) * c_scale * q``;
+    returns the node's total child visits."""
+    sum_n, max_n = _completed_qn(b, node, children, visits, value_sum, raw_value, reward, prior, legal, discount, out)
+    scale = (c_visit + max_n) * c_scale
+    for a in range(out.shape[0]):
+        out[a] *= scale
+    return sum_n
+
+
 @njit(cache=True)
 def select_gumbel(
     children: np.ndarray,
@@ -154,11 +186,10 @@ def select_gumbel(
     (from :func:`schedule`). Interior nodes use the deterministic rule of the module doc.
     """
     num_actions = children.shape[2]
-    qn = np.empty(num_actions)
+    sq = np.empty(num_actions)
     pol = np.empty(num_actions)
     for b in range(children.shape[0]):
-        _, max_n = _completed_qn(b, 0, children, visits, value_sum, raw_value, reward, prior, legal, discount, qn)
-        scale = (c_visit + max_n) * c_scale
+        _sigma_q(b, 0, children, visits, value_sum, raw_value, reward, prior, legal, discount, c_visit, c_scale, sq)
         best = -np.inf
         best_a = -1
         fallback = -np.inf
@@ -166,10 +197,8 @@ def select_gumbel(
         for a in range(num_actions):
             if root_score[b, a] == -np.inf:
                 continue
-            c = children[b, 0, a]
-            n = 0 if c < 0 else visits[b, c]
-            s = root_score[b, a] + scale * qn[a]
-            if n == target[b] and s > best:
+            s = root_score[b, a] + sq[a]
+            if _child_visits(children, visits, b, 0, a) == target[b] and s > best:
                 best = s
                 best_a = a
             if s > fallback:
@@ -186,19 +215,14 @@ def select_gumbel(
                 out_action[b] = a_sel
                 break
             node = nxt
-            sum_n, max_n = _completed_qn(b, node, children, visits, value_sum, raw_value, reward, prior, legal, discount, qn)
-            scale = (c_visit + max_n) * c_scale
-            for a in range(num_actions):
-                qn[a] *= scale
-            _improved_policy(b, node, prior, legal, qn, pol)
+            sum_n = _sigma_q(b, node, children, visits, value_sum, raw_value, reward, prior, legal, discount, c_visit, c_scale, sq)
+            _improved_policy(b, node, prior, legal, sq, pol)
             best = -np.inf
             a_sel = -1
             for a in range(num_actions):
                 if not legal[b, a]:
                     continue
-                c = children[b, node, a]
-                n = 0 if c < 0 else visits[b, c]
-                s = pol[a] - n / (1.0 + sum_n)
+                s = pol[a] - _child_visits(children, visits, b, node, a) / (1.0 + sum_n)
                 if s > best:
                     best = s
                     a_sel = a
@@ -224,27 +248,21 @@ def gumbel_root_result(
     [B]`` int64: among considered actions with the most visits (the survivors), the one
     with the highest ``g + log prior + sigma(q)``."""
     num_actions = children.shape[2]
-    qn = np.empty(num_actions)
+    sq = np.empty(num_actions)
     for b in range(children.shape[0]):
-        _, max_n = _completed_qn(b, 0, children, visits, value_sum, raw_value, reward, prior, legal, discount, qn)
-        scale = (c_visit + max_n) * c_scale
+        _sigma_q(b, 0, children, visits, value_sum, raw_value, reward, prior, legal, discount, c_visit, c_scale, sq)
         most = -1
         for a in range(num_actions):
             if root_score[b, a] != -np.inf:
-                c = children[b, 0, a]
-                most = max(most, 0 if c < 0 else visits[b, c])
+                most = max(most, _child_visits(children, visits, b, 0, a))
         best = -np.inf
         best_a = -1
         for a in range(num_actions):
             if root_score[b, a] == -np.inf:
                 continue
-            c = children[b, 0, a]
-            n = 0 if c < 0 else visits[b, c]
-            s = root_score[b, a] + scale * qn[a]
-            if n == most and s > best:
+            s = root_score[b, a] + sq[a]
+            if _child_visits(children, visits, b, 0, a) == most and s > best:
                 best = s
                 best_a = a
         out_action[b] = best_a
-        for a in range(num_actions):
-            qn[a] *= scale
-        _improved_policy(b, 0, prior, legal, qn, out_policy[b])
+        _improved_policy(b, 0, prior, legal, sq, out_policy[b])
