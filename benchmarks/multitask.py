@@ -5,7 +5,7 @@ Same environment-step budget per game for every agent, several seeds. Each train
 ``metrics.json`` exists) are skipped, so the benchmark can be resumed after an interruption.
 Runs go ``--parallel`` at a time with one torch thread each.
 
-    python benchmarks/multitask.py --seeds 0 1 --parallel 2            # full (hours on 2 CPU cores)
+    python benchmarks/multitask.py --seeds 0 1 --parallel 2 --steps 20000   # ~2.3 h on 2 CPU cores
     python benchmarks/multitask.py --smoke --out /tmp/mt_smoke         # tiny settings, minutes
 
 Writes ``benchmarks/results/multitask.json`` and ``benchmarks/results/multitask.png``: per-game
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--moe-experts", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None, help="env steps per game for every agent (default: the minatar suite's)")
     parser.add_argument("--out", default="runs/multitask")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     args = parser.parse_args()
@@ -148,11 +149,15 @@ def main() -> None:
     table = variants(args.moe_experts)
     if args.smoke:
         table = {k: _merge(v, SMOKE) for k, v in table.items()}
-    jobs = [(name, suite, seed) for seed in args.seeds for name, suite in table.items()]
+    elif args.steps is not None:
+        table = {k: _merge(v, {"train": {"env_steps": args.steps}}) for k, v in table.items()}
+    # Longest runs first within each seed, so the parallel slots finish close together.
+    order = sorted(table, key=lambda n: n.startswith("single-"))
+    jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda job: run_one(*job, out), jobs))
     result = summarise(out, list(table), args.seeds)
-    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts})
+    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts, "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
     name = "multitask_smoke" if args.smoke else "multitask"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
     path = write_result(name, result) if not args.smoke else out / f"{name}.json"

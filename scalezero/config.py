@@ -154,6 +154,7 @@ class ReplayConfig:
 
 
 DEVICES = ("cpu", "cuda")
+TASK_WEIGHTINGS = ("uniform", "difficulty")
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,12 @@ class TrainConfig:
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
     """Weight of the MoE router z-loss (mean over layers)."""
+    task_weighting: str = "uniform"
+    """How per-task losses combine: ``uniform`` (their mean) or ``difficulty`` (a weighted mean
+    favouring tasks whose recent training return is far from their target, see
+    ``scalezero.train.weighting``)."""
+    difficulty_temperature: float = 1.0
+    """Softmax temperature of the difficulty weights (smaller: sharper; large: uniform)."""
     conflict_every: int = 0
     """Measure gradient conflict between tasks every this many updates (0: off; one extra
     backward pass per task each time, cheap at 100)."""
@@ -231,6 +238,8 @@ class TrainConfig:
         for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
+        _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)
+        _check(self.difficulty_temperature > 0, "train.difficulty_temperature", "a float > 0", self.difficulty_temperature)
         _check(self.conflict_every >= 0, "train.conflict_every", "an integer >= 0 (0: off)", self.conflict_every)
         _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)

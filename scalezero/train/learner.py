@@ -6,7 +6,8 @@ One update, in order:
      its latents are the next-latent targets, its values the n-step bootstrap values;
   3. the online network encodes the first ``K + 1`` observations and runs the same
      (teacher-forced) sequence of latent and action tokens;
-  4. losses per position, masked, averaged per task, then averaged over tasks;
+  4. losses per position, masked, averaged per task, then averaged over tasks (uniformly, or
+     weighted by task difficulty);
   5. clipped AdamW step, then the target network moves towards the online one (EMA).
 """
 
@@ -47,8 +48,8 @@ class Batch:
 class LossOutput:
     """The named losses of one batch.
 
-    ``task_totals [T]`` is each task's weighted loss (the total is their mean plus the router
-    losses); ``per_task`` maps each loss name to ``[T]``; ``losses`` to its mean over tasks.
+    ``task_totals [T]`` is each task's weighted loss (the total is their mean, weighted by
+    ``Learner.task_weights``, plus the router losses); ``per_task`` maps each loss name to ``[T]``; ``losses`` to its mean over tasks.
     """
 
     total: torch.Tensor
@@ -114,6 +115,8 @@ class Learner:
         self.target = copy.deepcopy(model).requires_grad_(False)
         self.optimizer = make_optimizer(model, config.train.lr, config.train.weight_decay)
         self.batch_sizes = [entry.batch_size or config.train.batch_size for entry in config.tasks]
+        self.task_weights = np.ones(layout.num_tasks)
+        """Per-task loss weights (mean 1); the loop sets them under ``train.task_weighting: difficulty``."""
         self.updates = 0
         self.rng = np.random.default_rng(config.train.seed + 29)
 
@@ -192,7 +195,8 @@ class Learner:
         }
         task_totals = sum(weights[k] * v for k, v in per_task.items())  # [T]
         losses = {k: v.mean() for k, v in per_task.items()}
-        total = task_totals.mean()
+        weights_t = torch.as_tensor(self.task_weights[batch.task_ids], dtype=task_totals.dtype, device=dev)
+        total = (weights_t * task_totals).sum() / weights_t.sum()
         if out.router:  # MoE: router losses averaged over layers
             losses["moe_balance"] = torch.stack([r.balance_loss for r in out.router]).mean()
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
@@ -227,6 +231,7 @@ class Learner:
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
                 metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
+            metrics[f"task{t}/loss_weight"] = float(self.task_weights[t])
         metrics.update(expert_load_per_task(result.router, batch.task_ids, batch.row_slot()))
         metrics.update(conflict)
         return metrics

@@ -23,6 +23,7 @@ from scalezero.train.checkpoint import save_checkpoint
 from scalezero.train.collector import Collector
 from scalezero.train.console import TrainingConsole
 from scalezero.train.evaluator import evaluate
+from scalezero.train.weighting import difficulty_weights, task_progress
 from scalezero.train.learner import Learner
 from scalezero.train.metrics import MetricsLogger
 
@@ -104,6 +105,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
             for tid, ret, length in stats["episodes"]:
                 recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
                 logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
+            if train_cfg.task_weighting == "difficulty" and stats["episodes"]:
+                progress = [task_progress(recent_returns[t], tasks[t].spec) for t in all_ids]
+                learner.task_weights = difficulty_weights(progress, train_cfg.difficulty_temperature)
             # 2. Learn: the updates owed by the replay ratio, once every task has enough data.
             mean_steps = sum(steps_of(t) for t in all_ids) / len(all_ids)
             if all(steps_of(t) >= train_cfg.learning_starts for t in all_ids):
@@ -118,7 +122,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
                     logger.scalars(metrics, int(mean_steps))
                     for tid, root_value, entropy in stats["search"]:
                         logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/")}})
+                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/") or k.endswith("/loss_weight")}})
             # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
             progress_steps = min(steps_of(t) for t in all_ids)
             finished = progress_steps >= budget
