@@ -36,7 +36,7 @@ def main() -> None:
         run = Path(args.run)
     else:
         from scalezero.config import load_suite, with_overrides
-        from scalezero.train.loop import train
+        from scalezero.training.loop import train
 
         run = Path(args.out)
         start = time.perf_counter()

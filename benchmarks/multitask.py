@@ -154,8 +154,13 @@ def main() -> None:
     # Longest runs first within each seed, so the parallel slots finish close together.
     order = sorted(table, key=lambda n: n.startswith("single-"))
     jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        list(pool.map(lambda job: run_one(*job, out), jobs))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]multitask benchmark"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("runs", total=len(jobs))
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            for _ in pool.map(lambda job: run_one(*job, out), jobs):
+                bar.advance(task)
     result = summarise(out, list(table), args.seeds)
     result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts, "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
     name = "multitask_smoke" if args.smoke else "multitask"

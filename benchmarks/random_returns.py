@@ -19,7 +19,7 @@ from common import write_result  # noqa: E402
 
 from scalezero.config import load_suite  # noqa: E402
 from scalezero.tasks import EnvBatch  # noqa: E402
-from scalezero.train.loop import resolve_tasks  # noqa: E402
+from scalezero.training.loop import resolve_tasks  # noqa: E402
 
 
 def random_returns(suite: str, episodes: int, seed: int) -> dict[str, dict[str, float]]:

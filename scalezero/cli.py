@@ -1,4 +1,4 @@
-"""Command line: ``scalezero train`` and ``scalezero eval``.
+"""Command line: ``scalezero train``, ``scalezero eval`` and ``scalezero report``.
 
 User mistakes (unknown task or suite, bad value, missing dependency) end with one line
 naming what was wrong and what is allowed, and exit status 2; no traceback.
@@ -31,7 +31,7 @@ def _config_for_task(name: str) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scalezero.train.loop import train
+    from scalezero.training.loop import train
 
     if bool(args.suite) == bool(args.task):
         raise ConfigError("give exactly one of --suite NAME or --task NAME")
@@ -53,9 +53,9 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from scalezero.train.checkpoint import latest_checkpoint, load_checkpoint
-    from scalezero.train.evaluator import evaluate
-    from scalezero.train.loop import build_model, pick_device, resolve_tasks
+    from scalezero.training.checkpoint import latest_checkpoint, load_checkpoint
+    from scalezero.training.evaluator import evaluate
+    from scalezero.training.loop import build_model, pick_device, resolve_tasks
 
     run = Path(args.run)
     if not (run / "config.yaml").exists():
@@ -69,12 +69,24 @@ def _eval(args: argparse.Namespace) -> int:
     ckpt = latest_checkpoint(run)
     load_checkpoint(ckpt, model)
     torch.manual_seed(config.train.seed)
-    results = evaluate(model, tasks, layout, config, device, episodes=args.episodes)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]eval"), BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn("episodes"), TimeElapsedColumn()) as bar:
+        job = bar.add_task("eval", total=(args.episodes or config.train.eval_episodes) * len(tasks))
+        results = evaluate(model, tasks, layout, config, device, episodes=args.episodes, on_episode=lambda done, _: bar.update(job, completed=done))
     named = {tasks[t].spec.name: r for t, r in results.items()}
     for name, r in named.items():
         print(f"{name:28s} return {r['return_mean']:9.2f} ± {r['return_std']:.2f}  ({int(r['episodes'])} episodes)")
     (run / "eval.json").write_text(json.dumps({"checkpoint": ckpt.name, "results": named}, indent=1))
     print(f"written: {run / 'eval.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from scalezero.report import write_report
+
+    html = write_report(list(args.run), out=args.out)
+    print(f"written: {html} (self-contained) and {html.with_suffix('.md')}")
     return 0
 
 
@@ -95,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, help="episodes per task (default: the run's train.eval_episodes)")
     e.add_argument("--device", choices=["cpu", "cuda"])
     e.set_defaults(func=_eval)
+    r = sub.add_parser("report", help="HTML + Markdown report of one or several finished runs")
+    r.add_argument("--run", required=True, action="append", help="run directory (repeat to compare runs or add seeds)")
+    r.add_argument("--out", help="output directory (default: the run, or <parent>/report for several runs)")
+    r.set_defaults(func=_report)
     return parser
 
 

@@ -202,7 +202,7 @@ class TrainConfig:
     task_weighting: str = "uniform"
     """How per-task losses combine: ``uniform`` (their mean) or ``difficulty`` (a weighted mean
     favouring tasks whose recent training return is far from their target, see
-    ``scalezero.train.weighting``)."""
+    ``scalezero.training.weighting``)."""
     difficulty_temperature: float = 1.0
     """Softmax temperature of the difficulty weights (smaller: sharper; large: uniform)."""
     conflict_every: int = 0
@@ -251,21 +251,49 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """One task of a suite: a registered task name and its target return."""
+    """One task of a suite: a registered task by name, or your own Gymnasium env by
+    ``entry_point`` (see ``scalezero.tasks.gymnasium_task``)."""
 
     name: str
-    """Registered task name (``scalezero.tasks.available_tasks()`` lists them)."""
+    """Registered task name (``scalezero.tasks.available_tasks()`` lists them), or any new
+    name for a task given by ``entry_point``."""
     target_return: float | None = None
-    """Evaluation return at which the task counts as solved (None: the task's default)."""
+    """Evaluation return at which the task counts as solved (None: the task's default;
+    required with ``entry_point``)."""
     batch_size: int | None = None
     """Windows of this task in every learner batch (None: ``train.batch_size``, i.e. balanced)."""
+    entry_point: str | None = None
+    """Your env: ``path/to/file.py:Factory`` (relative to the suite file), ``package.module:Factory``
+    or a registered Gymnasium id. ``Factory(**kwargs)`` must return a Gymnasium env."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``entry_point``'s factory."""
+    random_return: float | None = None
+    """Mean return of a uniformly random policy, where known (reports, difficulty weighting)."""
+    max_episode_steps: int | None = None
+    """Episode cap of an ``entry_point`` task (None: the env's own TimeLimit, if any)."""
+    action_bins: int = 5
+    """Values per dimension when a continuous (Box) action space is discretised."""
 
     def validate(self) -> None:
         from scalezero.tasks import available_tasks
 
         names = available_tasks()
-        _check(self.name in names, "tasks[].name", f"one of {', '.join(names)}", self.name)
-        _check(self.batch_size is None or self.batch_size >= 1, f"tasks[{self.name}].batch_size", "an integer >= 1 or null", self.batch_size)
+        where = f"tasks[{self.name}]"
+        _check(self.batch_size is None or self.batch_size >= 1, f"{where}.batch_size", "an integer >= 1 or null", self.batch_size)
+        if self.entry_point is None:
+            _check(self.name in names, "tasks[].name", f"one of {', '.join(names)} (or give an entry_point)", self.name)
+            _check(not self.kwargs, f"{where}.kwargs", "empty without an entry_point", self.kwargs)
+            return
+        _check(self.name not in names, f"{where}.name", "a name that is not a built-in task when entry_point is given", self.name)
+        _check(self.target_return is not None, f"{where}.target_return", "a number (required with entry_point)", self.target_return)
+        _check(self.action_bins >= 2, f"{where}.action_bins", "an integer >= 2", self.action_bins)
+        _check(self.max_episode_steps is None or self.max_episode_steps >= 1, f"{where}.max_episode_steps", "an integer >= 1 or null", self.max_episode_steps)
+        from scalezero.tasks.gymnasium_task import TaskDefinitionError, cached_gymnasium_task
+
+        try:
+            cached_gymnasium_task(self)
+        except TaskDefinitionError as exc:
+            raise ConfigError(f"{where}.entry_point: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -333,6 +361,10 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if value is None:
             return None
         hint = next(a for a in args if a is not type(None))
+    if get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+        return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path} must be true or false, got {value!r}")
@@ -387,6 +419,10 @@ def load_suite(name: str) -> Config:
         return config_from_dict(data)
     data = yaml.safe_load(text) or {}
     data.setdefault("suite", path.stem)
+    for item in data.get("tasks") or []:  # file entry points are relative to the suite file
+        entry = item.get("entry_point") if isinstance(item, dict) else None
+        if isinstance(entry, str) and ".py:" in entry and not Path(entry).is_absolute():
+            item["entry_point"] = str((path.parent / entry).resolve())
     return config_from_dict(data)
 
 

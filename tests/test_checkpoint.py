@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from scalezero.config import config_from_dict
-from scalezero.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from scalezero.train.learner import make_optimizer
-from scalezero.train.loop import build_model, resolve_tasks
+from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from scalezero.training.learner import make_optimizer
+from scalezero.training.loop import build_model, resolve_tasks
 
 
 def _model(seed):

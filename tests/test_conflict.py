@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from scalezero.config import config_from_dict
-from scalezero.train.collector import Collector
-from scalezero.train.conflict import pairwise_conflict
-from scalezero.train.learner import Learner
-from scalezero.train.loop import build_model, resolve_tasks
+from scalezero.training.collector import Collector
+from scalezero.training.conflict import pairwise_conflict
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks
 
 
 def test_identical_gradients_agree_and_opposed_ones_conflict():

@@ -3,7 +3,7 @@
 import time
 
 from scalezero.config import load_suite, with_overrides
-from scalezero.train.loop import train
+from scalezero.training.loop import train
 
 
 def test_cartpole_learns_within_two_minutes(tmp_path):

@@ -75,9 +75,9 @@ def test_moe_world_model_trains_and_caches_exactly():
     import numpy as np
 
     from scalezero.config import config_from_dict
-    from scalezero.train.collector import Collector
-    from scalezero.train.learner import Learner
-    from scalezero.train.loop import build_model, resolve_tasks
+    from scalezero.training.collector import Collector
+    from scalezero.training.learner import Learner
+    from scalezero.training.loop import build_model, resolve_tasks
 
     config = config_from_dict(
         {
@@ -118,7 +118,7 @@ def test_expert_load_is_reported_per_task():
     import numpy as np
 
     from scalezero.model.moe import RouterInfo
-    from scalezero.train.learner import expert_load_per_task
+    from scalezero.training.learner import expert_load_per_task
 
     # Two tasks, 2 tokens x top-1 each: task 3 -> experts [0, 0], task 5 -> [1, 2].
     info = RouterInfo(torch.tensor([[0], [0], [1], [2]]), torch.tensor(1.0), torch.tensor(0.0), torch.tensor([0.5, 0.25, 0.25]))

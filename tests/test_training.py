@@ -6,10 +6,10 @@ import torch
 
 from scalezero.config import config_from_dict
 from scalezero.tasks import EnvBatch
-from scalezero.train.acting import ContextHistory, search_actions
-from scalezero.train.collector import Collector
-from scalezero.train.learner import Learner
-from scalezero.train.loop import build_model, resolve_tasks
+from scalezero.training.acting import ContextHistory, search_actions
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks
 
 SMALL = {
     "tasks": ["cartpole", "minatar-breakout", "minatar-seaquest"],

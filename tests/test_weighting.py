@@ -8,10 +8,10 @@ import torch
 
 from scalezero.config import ConfigError, config_from_dict
 from scalezero.tasks.base import TaskSpec
-from scalezero.train.collector import Collector
-from scalezero.train.learner import Learner
-from scalezero.train.loop import build_model, resolve_tasks, train
-from scalezero.train.weighting import difficulty_weights, task_progress
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks, train
+from scalezero.training.weighting import difficulty_weights, task_progress
 
 SPEC = TaskSpec("t", "vector", (4,), 2, target_return=10.0)
 

@@ -132,6 +132,26 @@ class WorldModel(nn.Module):
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def parameter_breakdown(self) -> dict[str, int]:
+        """All parameters by part: ``encoders``, ``embeddings`` (latent, action, task),
+        ``backbone`` (the transformer without routed experts), ``experts`` (routed MoE
+        experts), ``adapters`` (LoRA), ``heads``, and ``total``."""
+        counts = dict.fromkeys(("encoders", "embeddings", "backbone", "experts", "adapters", "heads"), 0)
+        for name, p in self.named_parameters():
+            if name.startswith("encoders."):
+                part = "encoders"
+            elif name.startswith("heads."):
+                part = "heads"
+            elif "lora_" in name:
+                part = "adapters"
+            elif name.startswith("transformer."):
+                part = "experts" if ".experts." in name else "backbone"
+            else:
+                part = "embeddings"
+            counts[part] += p.numel()
+        counts["total"] = sum(counts.values())
+        return counts
+
     def encode(self, obs: Tensor, kind: str) -> Tensor:
         """Encode observations of one kind ``[N, *layout.obs_shapes[kind]]`` -> latent ``[N, D]``."""
         return self.encoders[kind](obs)

@@ -1,4 +1,4 @@
-"""Run reports: a Markdown table of per-task returns and PNG learning curves."""
+"""Run reports: a self-contained HTML page and Markdown with PNG plots, for one or several runs."""
 
 from scalezero.report.report import write_report
 

@@ -1,87 +1,178 @@
-"""Turn a run directory's metrics into ``report.md`` and ``learning_curves.png``."""
+"""Reports of one or several runs: ``report.html`` (self-contained) and ``report.md`` + PNGs.
+
+Several runs of the same setting (differing only in seed) are drawn as one line with a band
+over seeds; runs of different settings are compared side by side in every table and plot.
+"""
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
+import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from scalezero.config import load_config  # noqa: E402
-
-
-def _curves(eval_rows: list[dict]) -> dict[str, list[tuple[int, float, float]]]:
-    curves: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for row in eval_rows:
-        sem = row["return_std"] / max(1.0, float(row["episodes"])) ** 0.5
-        curves[row["task"]].append((row["env_steps"], row["return_mean"], sem))
-    return curves
+from scalezero.report import plots
+from scalezero.report.render import Image, Section, Table, to_html, to_markdown
+from scalezero.report.runs import RunData, RunGroup, group_runs, load_run
 
 
-def plot_learning_curves(eval_rows: list[dict], random_returns: dict[str, float | None], path: Path) -> Path:
-    """One panel per task: evaluation return against env steps (mean, band = ± standard error over episodes)."""
-    curves = _curves(eval_rows)
-    n = max(1, len(curves))
-    cols = min(n, 3)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (task, points) in zip(axes.flat, curves.items()):
-        xs = [p[0] for p in points]
-        ys = [p[1] for p in points]
-        sd = [p[2] for p in points]
-        ax.plot(xs, ys, marker="o", label="agent, greedy search (± s.e.m.)")
-        ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.2)
-        if random_returns.get(task) is not None:
-            ax.axhline(random_returns[task], color="grey", linestyle="--", label="random policy")
-        ax.set_title(task)
-        ax.set_xlabel("env steps (per task)")
-        ax.set_ylabel("return")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(curves) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.md`` (+ the PNG it embeds) for a finished run; returns the report path."""
-    from scalezero.train.loop import resolve_tasks
+def _normalised(value: float, low: float | None, high: float | None) -> float | None:
+    if low is None or high is None or high == low:
+        return None
+    return (value - low) / (high - low)
 
-    run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    config = load_config(run_dir / "config.yaml")
-    tasks, _ = resolve_tasks(config)
-    random_returns = {t.spec.name: t.spec.random_return for t in tasks}
-    targets = {t.spec.name: t.spec.target_return for t in tasks}
-    summary = metrics["summary"]
-    plot = plot_learning_curves(metrics["eval"], random_returns, run_dir / "learning_curves.png")
-    lines = [
-        f"# scalezero run: suite `{summary['suite']}`",
-        "",
-        f"- env steps: {summary['env_steps_total']:,} ({', '.join(f'{k}: {v:,}' for k, v in summary['env_steps_per_task'].items())})",
-        f"- learner updates: {summary['updates']:,}; wall time: {summary['wall_s']:.0f} s "
-        f"({summary['env_steps_per_s']:.0f} env steps/s, {summary['updates_per_s']:.2f} updates/s)",
-        f"- parameters: {summary['parameters']:,}; config hash: `{summary['config_hash']}`",
-        "",
-        "## Final evaluation (greedy search)",
-        "",
-        "| task | return (mean ± std) | episodes | random policy | target |",
-        "|---|---|---|---|---|",
+
+def _final_returns(group: RunGroup, task: str) -> list[float]:
+    out = []
+    for run in group.runs:
+        r = run.summary["final_eval"].get(task, {})
+        if "return_mean" in r:
+            out.append(r["return_mean"])
+    return out
+
+
+def _overview(groups: list[RunGroup]) -> Section:
+    rows = []
+    for g in groups:
+        for run in g.runs:
+            s = run.summary
+            parts = s.get("parameter_breakdown", {})
+            detail = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k != "total" and v)
+            rows.append(
+                [
+                    g.label, f"`{run.path}`", str(run.config.train.seed), f"{s['env_steps_total']:,}", f"{s['updates']:,}",
+                    f"{s['wall_s'] / 60:.1f}", f"{s['env_steps_per_s']:.0f}", f"{s['updates_per_s']:.2f}",
+                    f"{s['parameters']:,}" + (f" ({detail})" if detail else ""),
+                ]
+            )  # fmt: skip
+    header = ["setting", "run", "seed", "env steps", "updates", "wall (min)", "env steps/s", "updates/s", "parameters"]
+    model = groups[0].runs[0].config.model
+    text = (
+        f"Suite `{groups[0].runs[0].config.suite}`: {', '.join(groups[0].task_names)}. "
+        f"Model width {model.embed_dim}, {model.num_layers} layers"
+        + (f", MoE {model.moe_num_experts} experts (top-{model.moe_top_k})" if model.moe_num_experts else ", dense feed-forward")
+        + "."
+    )
+    return Section("Runs", [text, Table(header, rows)])
+
+
+def _evaluation(groups: list[RunGroup]) -> Section:
+    specs = {s.name: s for g in groups for s in g.runs[0].specs}
+    human = any(s.human_return is not None for s in specs.values())
+    header = ["task", "setting", "final return", "random", "target", "normalised (random 0, target 1)"]
+    header += ["human-normalised"] if human else []
+    rows = []
+    means: dict[str, list[float]] = {g.label: [] for g in groups}
+    human_means: dict[str, list[float]] = {g.label: [] for g in groups}
+    for task, spec in specs.items():
+        for g in groups:
+            values = _final_returns(g, task)
+            if not values:
+                continue
+            mean = float(np.mean(values))
+            spread = f" ± {np.std(values, ddof=1) / math.sqrt(len(values)):.2f} (s.e., {len(values)} seeds)" if len(values) > 1 else ""
+            norm = _normalised(mean, spec.random_return, spec.target_return)
+            if norm is not None:
+                means[g.label].append(norm)
+            row = [task, g.label, f"{mean:.2f}{spread}", _fmt(spec.random_return), f"{spec.target_return:g}", _fmt(norm)]
+            if human:
+                hn = _normalised(mean, spec.random_return, spec.human_return)
+                if hn is not None:
+                    human_means[g.label].append(hn)
+                row.append(_fmt(hn))
+            rows.append(row)
+    for g in groups:
+        if means[g.label]:
+            row = ["mean over tasks", g.label, "", "", "", _fmt(float(np.mean(means[g.label])))]
+            if human:
+                hm = human_means[g.label]
+                row.append(f"mean {_fmt(float(np.mean(hm)))}, median {_fmt(float(np.median(hm)))}" if hm else "-")
+            rows.append(row)
+    blocks: list = [
+        "Greedy search, final evaluation of each run; several seeds give their mean and standard error. "
+        "The normalised score puts the random policy at 0 and the task's target return at 1."
     ]
-    for name, r in summary["final_eval"].items():
-        rnd = random_returns.get(name)
-        lines.append(
-            f"| {name} | {r.get('return_mean', float('nan')):.2f} ± {r.get('return_std', float('nan')):.2f} | "
-            f"{int(r.get('episodes', 0))} | {'-' if rnd is None else f'{rnd:g}'} | {targets[name]:g} |"
+    return Section("Final evaluation", blocks + [Table(header, rows)])
+
+
+def _conflict_table(groups: list[RunGroup]) -> Table | None:
+    rows = []
+    for g in groups:
+        values: dict[str, list[float]] = {}
+        for run in g.runs:
+            train = [r for r in run.metrics["train"] if any(k.startswith("conflict/") for k in r)]
+            for r in train[len(train) // 2 :]:
+                for k, v in r.items():
+                    if k.startswith("conflict/") and not (isinstance(v, float) and math.isnan(v)):
+                        values.setdefault(k, []).append(v)
+        for part in ("all", "backbone", "experts"):
+            cos, neg = values.get(f"conflict/{part}/mean_cosine"), values.get(f"conflict/{part}/fraction_negative")
+            if cos:
+                rows.append([g.label, part, _fmt(float(np.mean(cos)), 3), _fmt(float(np.mean(neg)), 3) if neg else "-", str(len(cos))])
+    if not rows:
+        return None
+    return Table(["setting", "parameters", "mean pairwise cosine", "fraction of conflicting pairs", "measurements"], rows)
+
+
+def write_report(runs: str | Path | list[str | Path], out: str | Path | None = None) -> Path:
+    """Write ``report.html``, ``report.md`` and their PNGs for one or several finished runs.
+
+    ``out`` defaults to the run directory (one run) or ``<parent of the first run>/report``.
+    Returns the path of ``report.html``.
+    """
+    paths = [Path(p) for p in (runs if isinstance(runs, list) else [runs])]
+    data: list[RunData] = [load_run(p) for p in paths]
+    groups = group_runs(data)
+    out_dir = Path(out) if out is not None else (paths[0] if len(paths) == 1 else paths[0].resolve().parent / "report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    random_returns = {s.name: s.random_return for run in data for s in run.specs}
+
+    sections = [_overview(groups), _evaluation(groups)]
+    curves = plots.learning_curves(groups, random_returns, out_dir / "learning_curves.png")
+    sections.append(Section("Learning curves", ["Greedy evaluation return against environment steps per task.", Image(curves, "learning curves")]))
+    losses = plots.loss_curves(groups, out_dir / "losses.png")
+    if losses:
+        sections.append(Section("Losses", [Image(losses, "training losses")]))
+    heat = plots.expert_heatmaps(groups, out_dir / "expert_load.png")
+    sections.append(
+        Section(
+            "Mixture-of-Experts: expert load per task",
+            [
+                "Share of each task's routed tokens sent to each expert (layer L, expert E), second half of training.",
+                Image(heat, "expert load per task"),
+            ]
+            if heat
+            else ["No MoE layers in these runs (`model.moe_num_experts: 0`)."],
         )
-    lines += ["", "## Learning curves", "", f"![learning curves]({plot.name})", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    )
+    conflict = plots.conflict_curves(groups, out_dir / "gradient_conflict.png")
+    table = _conflict_table(groups)
+    sections.append(
+        Section(
+            "Gradient conflict between tasks",
+            [
+                "Per-task gradients on the shared transformer weights: mean pairwise cosine and the fraction of task "
+                "pairs pointing against each other (cosine < 0); the table averages the second half of training.",
+                *( [table] if table else [] ),
+                Image(conflict, "gradient conflict"),
+            ]
+            if conflict
+            else ["Not measured in these runs (enable with `train.conflict_every: 100`)."],
+        )
+    )  # fmt: skip
+    dps = plots.dps_timeline(groups, out_dir / "dps_timeline.png")
+    sections.append(
+        Section("Dynamic Parameter Scaling", [Image(dps, "DPS stages")] if dps else ["These runs did not use Dynamic Parameter Scaling."])
+    )
+    speed = plots.throughput(groups, out_dir / "throughput.png")
+    sections.append(Section("Throughput", ["Environment steps per task against wall-clock time.", Image(speed, "throughput")]))
+
+    title = f"scalezero report: {', '.join(g.label for g in groups)}"
+    (out_dir / "report.md").write_text(to_markdown(title, sections, out_dir))
+    html_path = out_dir / "report.html"
+    html_path.write_text(to_html(title, sections))
+    return html_path

@@ -30,6 +30,8 @@ class TaskSpec:
     target_return: float
     random_return: float | None = None
     """Mean return of a uniformly random policy, where known (measured, for reports)."""
+    human_return: float | None = None
+    """Reference human return, where a published table has one (human-normalised scores)."""
     max_episode_steps: int | None = None
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from scalezero.config import Config
 from scalezero.tasks import SuiteLayout
 
 if TYPE_CHECKING:
-    from scalezero.train.loop import RunResult
+    from scalezero.training.loop import RunResult
 
 
 def _short(name: str) -> str:
@@ -51,10 +51,12 @@ class TrainingConsole:
         for s in self.layout.specs:
             table.add_row(s.name, f"{s.obs_kind} {tuple(s.obs_shape)}", f"{s.num_actions} of {self.layout.num_actions}", f"{s.target_return:g}")
         self.console.print(table)
-        params = sum(p.numel() for p in self.model.parameters())
+        parts = self.model.parameter_breakdown()
+        detail = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k != "total" and v)
         t, m, sc = self.config.train, self.config.model, self.config.search
+        moe = f", MoE {m.moe_num_experts} experts top-{m.moe_top_k}" if m.moe_num_experts else ""
         self.console.print(
-            f"model: {params:,} parameters (width {m.embed_dim}, layers {m.num_layers}, heads {m.num_heads}) | "
+            f"model: {parts['total']:,} parameters ({detail}) | width {m.embed_dim}, layers {m.num_layers}, heads {m.num_heads}{moe} | "
             f"search: {sc.algorithm}, {sc.num_simulations} simulations | "
             f"budget: {t.env_steps:,} env steps per task, {t.num_envs} envs per task, replay ratio {t.replay_ratio}"
         )

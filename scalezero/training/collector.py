@@ -11,7 +11,7 @@ from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
-from scalezero.train.acting import ContextHistory, search_actions
+from scalezero.training.acting import ContextHistory, search_actions
 
 
 class Collector:

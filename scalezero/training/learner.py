@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.model.moe import RouterInfo
-from scalezero.train.conflict import gradient_conflict
+from scalezero.training.conflict import gradient_conflict
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
 

@@ -19,13 +19,14 @@ import torch
 from scalezero.config import Config, save_config
 from scalezero.model import WorldModel
 from scalezero.tasks import SuiteLayout, Task, TaskSpec, get_task, make_layout
-from scalezero.train.checkpoint import save_checkpoint
-from scalezero.train.collector import Collector
-from scalezero.train.console import TrainingConsole
-from scalezero.train.evaluator import evaluate
-from scalezero.train.weighting import difficulty_weights, task_progress
-from scalezero.train.learner import Learner
-from scalezero.train.metrics import MetricsLogger
+from scalezero.tasks.gymnasium_task import cached_gymnasium_task
+from scalezero.training.checkpoint import save_checkpoint
+from scalezero.training.collector import Collector
+from scalezero.training.console import TrainingConsole
+from scalezero.training.evaluator import evaluate
+from scalezero.training.learner import Learner
+from scalezero.training.metrics import MetricsLogger
+from scalezero.training.weighting import difficulty_weights, task_progress
 
 
 @dataclass
@@ -49,6 +50,9 @@ def resolve_tasks(config: Config) -> tuple[list[Task], SuiteLayout]:
     """Look up the suite's tasks, apply per-suite target returns, and derive the layout."""
     tasks = []
     for entry in config.tasks:
+        if entry.entry_point is not None:
+            tasks.append(cached_gymnasium_task(entry))
+            continue
         task = get_task(entry.name)
         if entry.target_return is not None:
             spec = task.spec
@@ -122,7 +126,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
                     logger.scalars(metrics, int(mean_steps))
                     for tid, root_value, entropy in stats["search"]:
                         logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if k.startswith("loss/") or k.endswith("/loss_weight")}})
+                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
             # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
             progress_steps = min(steps_of(t) for t in all_ids)
             finished = progress_steps >= budget
@@ -147,6 +151,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
         "env_steps_per_s": round(total_steps / wall, 2),
         "updates_per_s": round(learner.updates / wall, 3),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "parameter_breakdown": model.parameter_breakdown(),
         "final_eval": {names[t]: latest_eval.get(t, {}) for t in all_ids},
     }
     logger.write_json(summary)
@@ -157,6 +162,11 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
     result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall)
     console.finish(result, layout, report)
     return result
+
+
+def _kept_in_metrics_json(key: str) -> bool:
+    """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
+    return key.startswith(("loss/", "dps/")) or key.endswith("/loss_weight") or "/moe/" in key or key == "grad_norm"
 
 
 def _next_multiple(value: int, every: int) -> int:

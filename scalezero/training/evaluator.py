@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
-from scalezero.train.acting import ContextHistory, search_actions
+from scalezero.training.acting import ContextHistory, search_actions
 
 
 def evaluate(
@@ -20,11 +22,13 @@ def evaluate(
     task_ids: list[int] | None = None,
     episodes: int | None = None,
     seed: int | None = None,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> dict[int, dict[str, float]]:
     """Play ``episodes`` greedy episodes per task (all tasks and copies batched together).
 
     Returns task id -> ``{"return_mean", "return_std", "length_mean", "episodes"}``.
     Episodes longer than ``train.eval_max_steps`` are cut there (counted as they stand).
+    ``on_episode(finished, total)`` is called as episodes finish (e.g. to drive a progress bar).
     """
     train = config.train
     task_ids = list(range(len(tasks))) if task_ids is None else task_ids
@@ -45,6 +49,8 @@ def evaluate(
             finished = step.done & np.isnan(returns[t])
             returns[t][finished] = step.episode_return[finished]
             lengths[t][finished] = step.episode_length[finished]
+            if on_episode is not None and finished.any():
+                on_episode(sum(int((~np.isnan(r)).sum()) for r in returns.values()), episodes * len(task_ids))
             histories[t].advance(result.outputs[t].action, layout.pad_obs(t, step.obs), step.done)
     model.train(was_training)
     for b in envs.values():
