@@ -52,3 +52,46 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=1))
     return path
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Nested dict ``a`` updated by ``b`` (sections merged key by key)."""
+    return {k: (merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
+
+
+def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
+    """One ``scalezero train`` process in ``out/<name>-s<seed>`` with one torch thread; a run
+    whose ``metrics.json`` exists is skipped, so benchmarks resume after an interruption."""
+    import yaml
+
+    run = out / f"{name}-s{seed}"
+    if (run / "metrics.json").exists():
+        print(f"[skip] {run.name} (finished earlier)")
+        return run
+    run.mkdir(parents=True, exist_ok=True)
+    suite = merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
+    (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    start = time.perf_counter()
+    print(f"[start] {run.name}")
+    with open(run / "train.log", "w") as log:
+        subprocess.run(
+            [sys.executable, "-m", "scalezero.cli", "train", "--suite", str(run / "suite.yaml"), "--out", str(run), "--quiet"],
+            check=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    print(f"[done] {run.name} in {time.perf_counter() - start:.0f} s")
+    return run
+
+
+def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: str) -> None:
+    """Run ``(name, suite, seed)`` jobs ``parallel`` at a time under a progress bar."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("runs", total=len(jobs))
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for _ in pool.map(lambda job: run_training(*job, out), jobs):
+                bar.advance(task)

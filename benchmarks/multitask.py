@@ -18,16 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, write_result  # noqa: E402
+from common import RESULTS, merge, run_all, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = {
@@ -49,31 +46,6 @@ def variants(moe_experts: int) -> dict[str, dict]:
         "train": {**base["train"], "conflict_every": 100},
     }
     return out
-
-
-def _merge(a: dict, b: dict) -> dict:
-    return {k: (_merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
-
-
-def run_one(name: str, suite: dict, seed: int, out: Path) -> Path:
-    run = out / f"{name}-s{seed}"
-    if (run / "metrics.json").exists():
-        print(f"[skip] {run.name} (finished earlier)")
-        return run
-    run.mkdir(parents=True, exist_ok=True)
-    suite = _merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
-    (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
-    start = time.perf_counter()
-    print(f"[start] {run.name}")
-    with open(run / "train.log", "w") as log:
-        subprocess.run(
-            [sys.executable, "-m", "scalezero.cli", "train", "--suite", str(run / "suite.yaml"), "--out", str(run), "--quiet"],
-            check=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    print(f"[done] {run.name} in {time.perf_counter() - start:.0f} s")
-    return run
 
 
 def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
@@ -148,19 +120,13 @@ def main() -> None:
     out = Path(args.out)
     table = variants(args.moe_experts)
     if args.smoke:
-        table = {k: _merge(v, SMOKE) for k, v in table.items()}
+        table = {k: merge(v, SMOKE) for k, v in table.items()}
     elif args.steps is not None:
-        table = {k: _merge(v, {"train": {"env_steps": args.steps}}) for k, v in table.items()}
+        table = {k: merge(v, {"train": {"env_steps": args.steps}}) for k, v in table.items()}
     # Longest runs first within each seed, so the parallel slots finish close together.
     order = sorted(table, key=lambda n: n.startswith("single-"))
     jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]multitask benchmark"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
-        task = bar.add_task("runs", total=len(jobs))
-        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            for _ in pool.map(lambda job: run_one(*job, out), jobs):
-                bar.advance(task)
+    run_all(jobs, out, args.parallel, "multitask benchmark")
     result = summarise(out, list(table), args.seeds)
     result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts, "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
     name = "multitask_smoke" if args.smoke else "multitask"

@@ -28,6 +28,9 @@ def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{name} = {value!r} is not allowed; expected {allowed}")
 
 
+LORA_TARGETS = ("attention", "experts", "ffn")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """World-model size and shape (UniZero-style transformer over latent/action tokens)."""
@@ -60,6 +63,20 @@ class ModelConfig:
     """Experts each token is routed to (1 <= k <= moe_num_experts)."""
     moe_shared_expert: bool = True
     """Add an always-on shared expert beside the routed ones."""
+    lora_stages: int = 1
+    """Dynamic Parameter Scaling stages S: stage 0 trains the base model, each later stage a
+    new LoRA adapter on the frozen base (1: no adapters)."""
+    lora_rank: int = 8
+    """Rank r of every LoRA adapter."""
+    lora_alpha: float = 16.0
+    """LoRA scaling alpha (the adapter update is scaled by alpha / r)."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input (training only)."""
+    lora_scale_bound: float = 0.2
+    """Each adapter's learnable scale, and the base weight's, stays within 1 ± this bound."""
+    lora_targets: tuple[str, ...] = ("attention", "experts", "ffn")
+    """Linears that get adapters: ``attention`` (q/k/v/out projections), ``experts`` (routed MoE
+    experts), ``ffn`` (dense feed-forward blocks and the shared expert)."""
 
     def validate(self) -> None:
         _check(self.embed_dim >= 8, "model.embed_dim", "an integer >= 8", self.embed_dim)
@@ -82,6 +99,13 @@ class ModelConfig:
         _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
         _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
         _check(self.moe_num_experts >= 0, "model.moe_num_experts", "an integer >= 0 (0: dense FFN)", self.moe_num_experts)
+        _check(self.lora_stages >= 1, "model.lora_stages", "an integer >= 1 (1: no adapters)", self.lora_stages)
+        _check(self.lora_rank >= 1, "model.lora_rank", "an integer >= 1", self.lora_rank)
+        _check(self.lora_alpha > 0, "model.lora_alpha", "a float > 0", self.lora_alpha)
+        _check(0.0 <= self.lora_dropout < 1.0, "model.lora_dropout", "a float in [0, 1)", self.lora_dropout)
+        _check(0.0 <= self.lora_scale_bound < 1.0, "model.lora_scale_bound", "a float in [0, 1)", self.lora_scale_bound)
+        for target in self.lora_targets:
+            _check(target in LORA_TARGETS, "model.lora_targets", f"a list drawn from {LORA_TARGETS}", list(self.lora_targets))
         if self.moe_num_experts > 0:
             _check(
                 1 <= self.moe_top_k <= self.moe_num_experts,
@@ -250,6 +274,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DPSConfig:
+    """Dynamic Parameter Scaling: solved tasks leave training; LoRA stages add capacity."""
+
+    enabled: bool = False
+    """Turn the controller on. Tasks whose evaluation return reaches their target stop
+    collecting and leave learner batches (they are still evaluated); with
+    ``model.lora_stages > 1`` the model also moves through LoRA stages."""
+    min_stage0_updates: int = 1_000
+    """Stage 0 (the whole model trains) lasts at least this many learner updates."""
+    max_stage_updates: int = 1_000
+    """A stage ends after this many updates even if too few tasks were solved in it (for stage
+    0 the clock starts once ``min_stage0_updates`` have passed)."""
+    reopen_below: float = 0.0
+    """A solved task rejoins training when its evaluation progress (0 = random return,
+    1 = target) falls below this fraction (0: solved tasks never rejoin)."""
+    freeze_encoders: bool = False
+    """From stage 1 on, also freeze the observation encoders."""
+    freeze_heads: bool = False
+    """From stage 1 on, also freeze the prediction heads."""
+
+    def validate(self) -> None:
+        _check(self.min_stage0_updates >= 0, "dps.min_stage0_updates", "an integer >= 0", self.min_stage0_updates)
+        _check(self.max_stage_updates >= 1, "dps.max_stage_updates", "an integer >= 1", self.max_stage_updates)
+        _check(0.0 <= self.reopen_below < 1.0, "dps.reopen_below", "a float in [0, 1)", self.reopen_below)
+
+
+@dataclass(frozen=True)
 class TaskEntry:
     """One task of a suite: a registered task by name, or your own Gymnasium env by
     ``entry_point`` (see ``scalezero.tasks.gymnasium_task``)."""
@@ -308,6 +359,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dps: DPSConfig = field(default_factory=DPSConfig)
 
     def validate(self) -> "Config":
         """Check every field; return self so calls can chain."""
@@ -320,6 +372,7 @@ class Config:
         self.search.validate()
         self.replay.validate()
         self.train.validate()
+        self.dps.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -444,6 +497,6 @@ def with_overrides(config: Config, section: str, **values: Any) -> Config:
     """Return a copy of ``config`` with fields of one section replaced, validated."""
     data = config.to_dict()
     if section not in data or not isinstance(data[section], dict):
-        raise ConfigError(f"unknown config section {section!r}; allowed: model, search, replay, train")
+        raise ConfigError(f"unknown config section {section!r}; allowed: model, search, replay, train, dps")
     data[section].update(values)
     return config_from_dict(data)

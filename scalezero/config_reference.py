@@ -15,13 +15,14 @@ import textwrap
 import typing
 from typing import Any
 
-from scalezero.config import Config, ModelConfig, ReplayConfig, SearchConfig, TaskEntry, TrainConfig
+from scalezero.config import Config, DPSConfig, ModelConfig, ReplayConfig, SearchConfig, TaskEntry, TrainConfig
 
 SECTIONS: list[tuple[str, type, str]] = [
     ("model", ModelConfig, "The world model: sizes, attention window, supports, Mixture-of-Experts."),
     ("search", SearchConfig, "Monte Carlo Tree Search at every acting step."),
     ("replay", ReplayConfig, "Per-task replay and the learning targets drawn from it."),
     ("train", TrainConfig, "The training loop: budget, optimiser, loss weights, evaluation, logging."),
+    ("dps", DPSConfig, "Dynamic Parameter Scaling: solved tasks leave training; LoRA stages add capacity (see docs/dps.md)."),
     ("tasks[]", TaskEntry, "Each entry of the suite's task list (a bare string is the same as `{name: ...}`)."),
 ]
 
@@ -63,7 +64,7 @@ def config_reference() -> str:
         "and the allowed values.",
         "",
         "Top level: `suite` (a name for reports), `tasks` (the list below), and the sections `model`,",
-        "`search`, `replay`, `train`.",
+        "`search`, `replay`, `train`, `dps`.",
         "",
     ]
     top = field_docs(Config)

@@ -29,7 +29,7 @@ def test_readme_quickstart_and_links():
     readme = (ROOT / "README.md").read_text()
     for command in ("make demo", "make test", "scalezero train", "scalezero eval", "scalezero report", "from scalezero import train, load_agent"):
         assert command in readme, command
-    for page in ("docs/tasks.md", "docs/search.md", "docs/moe.md", "docs/configuration.md", "ARCHITECTURE.md", "BENCHMARKS.md"):
+    for page in ("docs/tasks.md", "docs/search.md", "docs/moe.md", "docs/dps.md", "docs/configuration.md", "ARCHITECTURE.md", "BENCHMARKS.md"):
         assert (ROOT / page).exists(), page
     # Every relative Markdown link in the docs points at a file that exists.
     for doc in [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *(ROOT / "docs").glob("*.md"), ROOT / "examples" / "custom_task" / "README.md"]:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from scalezero.config import ModelConfig
 from scalezero.model.encoders import make_encoders
 from scalezero.model.heads import Heads
+from scalezero.model.lora import inject_lora
 from scalezero.model.moe import RouterInfo
 from scalezero.model.support import Support
 from scalezero.model.transformer import KVCache, Transformer
@@ -121,6 +122,8 @@ class WorldModel(nn.Module):
             self.task_embed = nn.Embedding(layout.num_tasks, cfg.embed_dim)
             nn.init.normal_(self.task_embed.weight, std=0.02)
         self.transformer = Transformer(cfg)
+        if cfg.lora_stages > 1:
+            inject_lora(self.transformer, cfg.lora_targets, cfg.lora_stages, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_scale_bound)
         self.heads = Heads(cfg, layout.num_actions)
         self.register_buffer("action_masks", torch.as_tensor(layout.action_masks, dtype=torch.bool).clone())
         self.support = Support(cfg.support_size)

@@ -75,7 +75,7 @@ class TrainingConsole:
         self.live = Live(Group(self.progress, self.status), console=self.console, refresh_per_second=4)
         self.live.start()
 
-    def update(self, env_steps: int, updates: int, latest_eval: dict, recent: dict, metrics: dict) -> None:
+    def update(self, env_steps: int, updates: int, latest_eval: dict, recent: dict, metrics: dict, dps: str = "") -> None:
         if self.progress is None:
             return
         evals = "  ".join(f"{_short(self.layout.specs[t].name)} {r['return_mean']:.1f}" for t, r in latest_eval.items())
@@ -84,7 +84,7 @@ class TrainingConsole:
             f"{_short(self.layout.specs[t].name)} {sum(r) / len(r):.1f}" for t, r in recent.items() if r
         )
         self.status.plain = (
-            f"updates {updates:,}{loss}\n"
+            f"updates {updates:,}{loss}{dps}\n"
             f"collect (mean of last 20 episodes): {collect or '-'}\n"
             f"latest eval (greedy): {evals or '-'}"
         )

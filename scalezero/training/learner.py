@@ -62,12 +62,13 @@ class LossOutput:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with decay on weight matrices only (not biases, norms or embeddings)."""
+    """AdamW with decay on weight matrices only (not biases, norms or embeddings).
+
+    Every parameter is in the optimiser, frozen or not: a parameter frozen now (a LoRA adapter
+    of a later stage) gets no gradient and is skipped until it is unfrozen, and then trains."""
     decay, no_decay = [], []
     embedding_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
     for p in model.parameters():
-        if not p.requires_grad:
-            continue
         (decay if p.ndim >= 2 and id(p) not in embedding_params else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))

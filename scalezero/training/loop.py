@@ -23,6 +23,7 @@ from scalezero.tasks.gymnasium_task import cached_gymnasium_task
 from scalezero.training.checkpoint import save_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
+from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
 from scalezero.training.metrics import MetricsLogger
@@ -91,53 +92,79 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
 
     budget = train_cfg.env_steps
     all_ids = list(range(len(tasks)))
+    dps = DPSController([t.spec for t in tasks], config.model.lora_stages, config.dps) if config.dps.enabled else None
     next_eval = train_cfg.eval_every
     next_ckpt = train_cfg.checkpoint_every
     start = time.perf_counter()
     latest_eval: dict[int, dict[str, float]] = {}
     recent_returns: dict[int, list[float]] = {t: [] for t in all_ids}
     metrics: dict[str, float] = {}
+    # Env steps per task of the tasks still training (they step in lockstep). It drives the
+    # replay ratio, evaluation and checkpoints, and keeps going when solved tasks stop.
+    clock = 0.0
 
     def steps_of(t: int) -> int:
         return collector.env_steps[t]
 
+    def training_ids() -> list[int]:
+        return dps.active_tasks() if dps is not None else all_ids
+
+    def collecting() -> list[int]:
+        return [t for t in training_ids() if steps_of(t) < budget]
+
+    def log_dps(switched: int | None) -> None:
+        if dps is None:
+            return
+        if switched is not None:
+            enter_stage(model, learner.target, switched, config.dps)
+        values = {"dps/stage": dps.stage, "dps/solved": len(dps.solved)}
+        logger.scalars(values, int(clock))
+        logger.train_point({"env_steps": int(clock), "updates": learner.updates, **values})
+
     with console:  # the live display always stops, also on errors and Ctrl-C
-        while min(steps_of(t) for t in all_ids) < budget:
-            # 1. Collect: one step of every copy of every task still under budget.
-            active = [t for t in all_ids if steps_of(t) < budget]
+        while collecting():
+            # 1. Collect: one step of every copy of every unsolved task still under budget.
+            active = collecting()
+            before = sum(steps_of(t) for t in active)
             stats = collector.step(model, active)
+            clock += (sum(steps_of(t) for t in active) - before) / len(active)
             for tid, ret, length in stats["episodes"]:
                 recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
                 logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
             if train_cfg.task_weighting == "difficulty" and stats["episodes"]:
                 progress = [task_progress(recent_returns[t], tasks[t].spec) for t in all_ids]
                 learner.task_weights = difficulty_weights(progress, train_cfg.difficulty_temperature)
-            # 2. Learn: the updates owed by the replay ratio, once every task has enough data.
-            mean_steps = sum(steps_of(t) for t in all_ids) / len(all_ids)
-            if all(steps_of(t) >= train_cfg.learning_starts for t in all_ids):
-                owed = int(train_cfg.replay_ratio * (mean_steps - train_cfg.learning_starts)) - learner.updates
+            # 2. Learn: the updates owed by the replay ratio, once every training task has enough data.
+            learn_ids = training_ids()
+            if learn_ids and all(steps_of(t) >= train_cfg.learning_starts for t in learn_ids):
+                owed = int(train_cfg.replay_ratio * (clock - train_cfg.learning_starts)) - learner.updates
                 for _ in range(max(0, owed)):
-                    metrics = learner.update(learner.sample(collector.replays, all_ids))
+                    metrics = learner.update(learner.sample(collector.replays, learn_ids))
                     conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/")}
                     if conflict:  # measured every train.conflict_every updates: log every one
-                        logger.scalars(conflict, int(mean_steps))
-                        logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **conflict})
+                        logger.scalars(conflict, int(clock))
+                        logger.train_point({"env_steps": int(clock), "updates": learner.updates, **conflict})
                 if owed > 0 and learner.updates % 50 < owed:
-                    logger.scalars(metrics, int(mean_steps))
+                    logger.scalars(metrics, int(clock))
                     for tid, root_value, entropy in stats["search"]:
                         logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                    logger.train_point({"env_steps": int(mean_steps), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
-            # 3. Evaluate and checkpoint at fixed per-task step counts, and once at the end.
-            progress_steps = min(steps_of(t) for t in all_ids)
-            finished = progress_steps >= budget
+                    logger.train_point({"env_steps": int(clock), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
+            if dps is not None and (switched := dps.maybe_switch(learner.updates, int(clock))) is not None:
+                log_dps(switched)
+            # 3. Evaluate (every task, solved ones too) and checkpoint at fixed per-task step counts, and at the end.
+            progress_steps = int(clock)
+            finished = not collecting()
             if progress_steps >= next_eval or finished:
                 latest_eval = evaluate(model, tasks, layout, config, device)
-                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval)
+                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval, sum(steps_of(t) for t in all_ids))
                 next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
+                if dps is not None:
+                    log_dps(dps.observe({t: r["return_mean"] for t, r in latest_eval.items()}, learner.updates, progress_steps))
             if progress_steps >= next_ckpt or finished:
-                _checkpoint(run_dir, learner, collector, progress_steps)
+                _checkpoint(run_dir, learner, collector, progress_steps, dps)
                 next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
-            console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics)
+            stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
+            console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics, stage)
 
     wall = time.perf_counter() - start
     total_steps = sum(steps_of(t) for t in all_ids)
@@ -154,6 +181,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
         "parameter_breakdown": model.parameter_breakdown(),
         "final_eval": {names[t]: latest_eval.get(t, {}) for t in all_ids},
     }
+    if dps is not None:
+        summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
     logger.write_json(summary)
     logger.close()
     from scalezero.report import write_report
@@ -166,7 +195,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
 
 def _kept_in_metrics_json(key: str) -> bool:
     """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
-    return key.startswith(("loss/", "dps/")) or key.endswith("/loss_weight") or "/moe/" in key or key == "grad_norm"
+    per_task = key.startswith("task") and ("/loss/" in key or key.endswith("/loss_weight") or "/moe/" in key)
+    return per_task or key.startswith(("loss/", "dps/")) or key == "grad_norm"
 
 
 def _next_multiple(value: int, every: int) -> int:
@@ -174,10 +204,12 @@ def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
 
 
-def _checkpoint(run_dir: Path, learner: Learner, collector: Collector, env_steps: int) -> None:
+def _checkpoint(run_dir: Path, learner: Learner, collector: Collector, env_steps: int, dps: DPSController | None) -> None:
     state = {
         "env_steps": env_steps,
         "env_steps_per_task": {str(k): v for k, v in collector.env_steps.items()},
         "updates": learner.updates,
     }
+    if dps is not None:
+        state["dps"] = dps.state_dict()
     save_checkpoint(run_dir / "checkpoints" / f"ckpt_{env_steps}", learner.model, learner.target, learner.optimizer, state)

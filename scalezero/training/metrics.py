@@ -36,10 +36,11 @@ class MetricsLogger:
     def train_point(self, row: dict[str, Any]) -> None:
         self.train_rows.append(row)
 
-    def evaluation(self, env_steps: int, updates: int, wall: float, results: dict[int, dict[str, float]]) -> None:
-        """Record one evaluation of every task."""
+    def evaluation(self, env_steps: int, updates: int, wall: float, results: dict[int, dict[str, float]], env_steps_total: int | None = None) -> None:
+        """Record one evaluation of every task (``env_steps`` per task; ``env_steps_total``
+        summed over tasks, which differs from ``env_steps x tasks`` once solved tasks stop)."""
         for tid, r in results.items():
-            row = {"env_steps": env_steps, "updates": updates, "wall_s": round(wall, 2), "task": self.task_names[tid], **r}
+            row = {"env_steps": env_steps, "env_steps_total": env_steps_total, "updates": updates, "wall_s": round(wall, 2), "task": self.task_names[tid], **r}
             self.eval_rows.append(row)
             self.scalars({f"task{tid}/eval/return": r["return_mean"], f"task{tid}/eval/length": r["length_mean"]}, env_steps)
         with open(self.run_dir / "eval.csv", "w", newline="") as f:

@@ -1,0 +1,159 @@
+"""Dynamic Parameter Scaling on MinAtar: plain MoE multi-task vs MoE + DPS, same budget per game.
+
+Both agents use the minatar suite with 4 MoE experts; the DPS agent adds LoRA stages and the
+DPS controller. Each game gets a target return that a multi-task agent reaches within the CPU
+budget (``TARGETS``, chosen from the MinAtar runs in BENCHMARKS.md), so solved games leave
+training and save environment steps.
+
+The score of a run at an evaluation is the mean over games of ``(return - random) / (target -
+random)`` capped at 1. The reference score S* is the plain agent's final score (mean over
+seeds); the benchmark reports, for each agent, the total environment steps (all games) spent
+when it first reaches S*, and the final scores at equal per-game budget.
+
+    python benchmarks/dps.py --seeds 0 1 --parallel 2 --steps 20000     # hours on 2 CPU cores
+    python benchmarks/dps.py --smoke --out /tmp/dps_smoke                # tiny settings, minutes
+
+Writes ``benchmarks/results/dps.json`` and ``benchmarks/results/dps.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, merge, run_all, write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {
+    "minatar-breakout": 3.0,
+    "minatar-asterix": 1.0,
+    "minatar-freeway": 1.0,
+    "minatar-seaquest": 0.5,
+    "minatar-space_invaders": 10.0,
+}
+SMOKE = {
+    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "search": {"num_simulations": 4},
+    "train": {"env_steps": 200, "learning_starts": 80, "eval_every": 100, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 200},
+    "dps": {"min_stage0_updates": 10, "max_stage_updates": 10},
+}
+
+
+def variants(steps: int | None, eval_every: int) -> dict[str, dict]:
+    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
+    base["tasks"] = [{"name": t["name"], "target_return": TARGETS[t["name"]]} for t in base["tasks"]]
+    base = merge(base, {"model": {"moe_num_experts": 4, "moe_top_k": 1, "moe_shared_expert": True}, "train": {"eval_every": eval_every}})
+    if steps is not None:
+        base = merge(base, {"train": {"env_steps": steps}})
+    updates = int(base["train"]["replay_ratio"] * (base["train"]["env_steps"] - base["train"]["learning_starts"]))
+    dps = merge(
+        base,
+        {
+            "model": {"lora_stages": 4, "lora_rank": 8, "lora_alpha": 16.0},
+            # Stage 0 gets the first fifth of the updates; each later stage at most a fifth.
+            "dps": {"enabled": True, "min_stage0_updates": updates // 5, "max_stage_updates": updates // 5},
+        },
+    )
+    return {"moe": base, "moe-dps": dps}
+
+
+def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
+    """(total env steps, mean capped normalised score) at each evaluation of a run."""
+    by_step: dict[int, dict[str, float]] = {}
+    totals: dict[int, int] = {}
+    for row in metrics["eval"]:
+        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
+        totals[row["env_steps"]] = row.get("env_steps_total") or row["env_steps"] * len(specs)
+    curve = []
+    for step in sorted(by_step):
+        scores = [min(1.0, (r - specs[g][0]) / (specs[g][1] - specs[g][0])) for g, r in by_step[step].items()]
+        curve.append((totals[step], float(np.mean(scores))))
+    return curve
+
+
+def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
+    from scalezero.tasks import get_task
+
+    specs = {g: (get_task(g).spec.random_return or 0.0, t) for g, t in TARGETS.items()}
+    runs = {n: [json.loads((out / f"{n}-s{s}" / "metrics.json").read_text()) for s in seeds] for n in names}
+    curves = {n: [score_curve(m, specs) for m in ms] for n, ms in runs.items()}
+    reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
+    result: dict = {"reference_score": reference, "targets": TARGETS, "variants": {}}
+    for n in names:
+        reached = [next((steps for steps, score in c if score >= reference), None) for c in curves[n]]
+        result["variants"][n] = {
+            "final_score": [c[-1][1] for c in curves[n]],
+            "final_returns": [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs[n]],
+            "env_steps_total": [m["summary"]["env_steps_total"] for m in runs[n]],
+            "env_steps_per_task": [m["summary"]["env_steps_per_task"] for m in runs[n]],
+            "steps_to_reference": reached,
+            "wall_s": [m["summary"]["wall_s"] for m in runs[n]],
+            "dps_history": [m["summary"].get("dps", {}).get("history", []) for m in runs[n]],
+            "curves": curves[n],
+        }
+    plain = [s for s in result["variants"]["moe"]["steps_to_reference"] if s is not None]
+    dps = result["variants"]["moe-dps"]["steps_to_reference"]
+    if plain and all(s is not None for s in dps):
+        result["dps_steps_fraction"] = float(np.mean(dps)) / float(np.mean(plain))
+    return result
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (name, v), color in zip(result["variants"].items(), ("tab:blue", "tab:orange")):
+        for i, curve in enumerate(v["curves"]):
+            x, y = zip(*curve)
+            ax.plot(x, y, color=color, marker="o", markersize=3, alpha=0.8, label=name if i == 0 else None)
+    ax.axhline(result["reference_score"], color="grey", linestyle="--", label="S* (plain MoE final, mean of seeds)")
+    ax.set_xlabel("total environment steps (all games)")
+    ax.set_ylabel("mean normalised score (capped at 1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=None, help="env steps per game (default: the minatar suite's)")
+    parser.add_argument("--eval-every", type=int, default=2500, help="env steps per game between evaluations")
+    parser.add_argument("--out", default="runs/dps")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    table = variants(args.steps, args.eval_every)
+    if args.smoke:
+        table = {k: merge(v, SMOKE if k == "moe-dps" else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
+    jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
+    run_all(jobs, out, args.parallel, "DPS benchmark")
+    result = summarise(out, list(table), args.seeds)
+    result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
+    name = "dps_smoke" if args.smoke else "dps"
+    plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
+    path = (out / f"{name}.json") if args.smoke else write_result(name, result)
+    if args.smoke:
+        path.write_text(json.dumps(result, indent=1))
+    print(f"reference score S* = {result['reference_score']:.3f}")
+    for n, v in result["variants"].items():
+        print(f"{n:8s} final {np.mean(v['final_score']):.3f}  env steps {np.mean(v['env_steps_total']):,.0f}  steps to S*: {v['steps_to_reference']}")
+    if "dps_steps_fraction" in result:
+        print(f"DPS needs {result['dps_steps_fraction']:.1%} of the plain agent's steps to reach S*")
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
