@@ -6,9 +6,10 @@ budget (``TARGETS``, chosen from the MinAtar runs in BENCHMARKS.md), so solved g
 training and save environment steps.
 
 The score of a run at an evaluation is the mean over games of ``(return - random) / (target -
-random)`` capped at 1. The reference score S* is the plain agent's final score (mean over
-seeds); the benchmark reports, for each agent, the total environment steps (all games) spent
-when it first reaches S*, and the final scores at equal per-game budget.
+random)`` capped at 1. Seeds are averaged evaluation by evaluation (score and total steps).
+The reference score S* is the plain agent's final mean score; the benchmark reports, for each
+agent, the total environment steps (all games) its seed-averaged curve has spent when it
+first reaches S*, and the final scores at equal per-game budget.
 
     python benchmarks/dps.py --seeds 0 1 --parallel 2 --steps 20000     # hours on 2 CPU cores
     python benchmarks/dps.py --smoke --out /tmp/dps_smoke                # tiny settings, minutes
@@ -77,6 +78,12 @@ def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tu
     return curve
 
 
+def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float]]:
+    """Seeds averaged evaluation by evaluation: (mean total env steps, mean score)."""
+    n = min(len(c) for c in curves)
+    return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(n)]
+
+
 def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
     from scalezero.tasks import get_task
 
@@ -86,21 +93,23 @@ def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
     reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
     result: dict = {"reference_score": reference, "targets": TARGETS, "variants": {}}
     for n in names:
-        reached = [next((steps for steps, score in c if score >= reference), None) for c in curves[n]]
+        mean = mean_curve(curves[n])
+        reached = next((steps for steps, score in mean if score >= reference - 1e-9), None)
         result["variants"][n] = {
             "final_score": [c[-1][1] for c in curves[n]],
             "final_returns": [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs[n]],
             "env_steps_total": [m["summary"]["env_steps_total"] for m in runs[n]],
             "env_steps_per_task": [m["summary"]["env_steps_per_task"] for m in runs[n]],
             "steps_to_reference": reached,
+            "steps_to_reference_per_seed": [next((st for st, sc in c if sc >= reference), None) for c in curves[n]],
+            "mean_curve": mean,
             "wall_s": [m["summary"]["wall_s"] for m in runs[n]],
             "dps_history": [m["summary"].get("dps", {}).get("history", []) for m in runs[n]],
             "curves": curves[n],
         }
-    plain = [s for s in result["variants"]["moe"]["steps_to_reference"] if s is not None]
-    dps = result["variants"]["moe-dps"]["steps_to_reference"]
-    if plain and all(s is not None for s in dps):
-        result["dps_steps_fraction"] = float(np.mean(dps)) / float(np.mean(plain))
+    plain, dps = (result["variants"][n]["steps_to_reference"] for n in ("moe", "moe-dps"))
+    if plain and dps is not None:
+        result["dps_steps_fraction"] = dps / plain
     return result
 
 
@@ -149,7 +158,8 @@ def main() -> None:
         path.write_text(json.dumps(result, indent=1))
     print(f"reference score S* = {result['reference_score']:.3f}")
     for n, v in result["variants"].items():
-        print(f"{n:8s} final {np.mean(v['final_score']):.3f}  env steps {np.mean(v['env_steps_total']):,.0f}  steps to S*: {v['steps_to_reference']}")
+        reached = "never" if v["steps_to_reference"] is None else f"{v['steps_to_reference']:,.0f}"
+        print(f"{n:8s} final {np.mean(v['final_score']):.3f}  env steps {np.mean(v['env_steps_total']):,.0f}  steps to S*: {reached}")
     if "dps_steps_fraction" in result:
         print(f"DPS needs {result['dps_steps_fraction']:.1%} of the plain agent's steps to reach S*")
     print(f"written: {path}")
