@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from scalezero.config import Config, ConfigError, TaskEntry, available_suites, load_config, load_suite, with_overrides
+from scalezero.errors import CheckpointError
 
 
 def _config_for_task(name: str) -> Config:
@@ -31,11 +32,19 @@ def _config_for_task(name: str) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scalezero.training.loop import train
+    from scalezero.training.loop import TrainingInterrupted, train
 
-    if bool(args.suite) == bool(args.task):
-        raise ConfigError("give exactly one of --suite NAME or --task NAME")
-    config = load_suite(args.suite) if args.suite else _config_for_task(args.task)
+    if args.resume:
+        if args.suite or args.task:
+            raise ConfigError("--resume DIR continues a run with its own config; do not also give --suite or --task")
+        run = Path(args.resume)
+        if not (run / "config.yaml").exists():
+            raise ConfigError(f"{run} is not a run directory (no config.yaml)")
+        config = load_config(run / "config.yaml")
+    elif bool(args.suite) == bool(args.task):
+        raise ConfigError("give exactly one of --suite NAME, --task NAME or --resume DIR")
+    else:
+        config = load_suite(args.suite) if args.suite else _config_for_task(args.task)
     overrides = {}
     if args.steps is not None:
         overrides["env_steps"] = args.steps
@@ -45,8 +54,15 @@ def _train(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if overrides:
         config = with_overrides(config, "train", **overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{config.suite}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    train(config, out, show_progress=not args.quiet)
+    if args.resume:
+        out = Path(args.resume)
+    else:
+        out = Path(args.out) if args.out else Path("runs") / f"{config.suite}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        train(config, out, show_progress=not args.quiet, resume=bool(args.resume))
+    except TrainingInterrupted as exc:
+        print(f"scalezero: {exc}; continue with: scalezero train --resume {out}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -96,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model on a suite (or a single task)")
     t.add_argument("--suite", help=f"suite name ({', '.join(available_suites())}) or a suite .yaml file")
     t.add_argument("--task", help="a single registered task (a suite of one)")
+    t.add_argument("--resume", metavar="DIR", help="continue a run from its newest checkpoint (--steps may raise its budget)")
     t.add_argument("--steps", type=int, help="environment steps per task (overrides train.env_steps)")
     t.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
     t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>)")
@@ -118,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, KeyError) as exc:
+    except (ConfigError, KeyError, CheckpointError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"scalezero: error: {message}", file=sys.stderr)
         return 2

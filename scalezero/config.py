@@ -239,7 +239,14 @@ class TrainConfig:
     eval_max_steps: int = 2_000
     """Cap on one evaluation episode's length (counted as truncated)."""
     checkpoint_every: int = 10_000
-    """Checkpoint every this many environment steps per task (and at the end)."""
+    """Checkpoint every this many environment steps per task (and at the end, and on SIGINT/SIGTERM)."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep (older ones are deleted)."""
+    max_nonfinite_updates: int = 10
+    """Updates whose loss or gradient is NaN/inf are skipped; after this many in a row the
+    model and optimiser roll back to the last checkpoint."""
+    env_step_timeout_s: float = 60.0
+    """An env copy whose step or reset takes longer is restarted (episode truncated); 0: no limit."""
     seed: int = 0
     """Seed of every random generator of the run."""
     device: str = "cpu"
@@ -269,6 +276,9 @@ class TrainConfig:
         _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)
         _check(self.eval_max_steps >= 1, "train.eval_max_steps", "an integer >= 1", self.eval_max_steps)
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
+        _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
+        _check(self.max_nonfinite_updates >= 1, "train.max_nonfinite_updates", "an integer >= 1", self.max_nonfinite_updates)
+        _check(self.env_step_timeout_s >= 0, "train.env_step_timeout_s", "a float >= 0 (0: no limit)", self.env_step_timeout_s)
         _check(self.device in DEVICES, "train.device", f"one of {DEVICES}", self.device)
         _check(self.torch_threads >= 0, "train.torch_threads", "an integer >= 0", self.torch_threads)
 

@@ -30,7 +30,7 @@ TINY = {
     [
         (["train", "--task", "pong"], "unknown task 'pong'; available tasks:"),
         (["train", "--suite", "atari999"], "unknown suite 'atari999'; available suites:"),
-        (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME or --task NAME"),
+        (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME, --task NAME or --resume DIR"),
         (["train", "--task", "cartpole", "--steps", "0"], "train.env_steps = 0 is not allowed"),
         (["eval", "--run", "/nonexistent/run"], "is not a run directory"),
     ],

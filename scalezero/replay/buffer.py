@@ -98,6 +98,16 @@ class TaskReplay:
         self._episode_of_stream[streams] = self._next_episode + np.arange(streams.size)
         self._next_episode += streams.size
 
+    def close_open_episodes(self, last_obs: np.ndarray) -> None:
+        """End every stream's running episode (one with at least one step) as truncated at
+        ``last_obs [num_streams, ...]``, the observation its env copy was about to act on."""
+        streams = np.arange(self.num_streams)
+        has_any = self.written > 0
+        last = (self.written - 1) % self.stream_capacity
+        open_ = has_any & (self.kinds[streams, last] == STEP)
+        idx = np.nonzero(open_)[0]
+        self.add_finals(idx, last_obs[idx], np.zeros(idx.size, dtype=bool))
+
     def sample(self, batch_size: int, length: int, rng: np.random.Generator) -> Window:
         """Sample ``batch_size`` windows of ``length`` entries, each starting at a stored step."""
         stream_idx, slot_idx = np.nonzero(self.kinds == STEP)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from scalezero.tasks.base import Task, TaskSpec
+from scalezero.tasks.vector import ObservationShapeError
 
 MAX_ACTIONS = 64
 
@@ -82,6 +83,8 @@ class _Observation:
         self.one_hot = None
         self.transpose = False
         self.scale = 1.0
+        self.task = task
+        self.raw_shape = tuple(getattr(space, "shape", None) or ())
         if isinstance(space, spaces.Discrete):
             self.one_hot = int(space.n)
             self.start = int(space.start)
@@ -111,6 +114,10 @@ class _Observation:
             out[int(obs) - self.start] = 1.0
             return out
         x = np.asarray(obs, dtype=np.float32) * self.scale
+        if x.shape != self.raw_shape:
+            raise ObservationShapeError(
+                f"task {self.task!r}: the env returned an observation of shape {x.shape}, but its spec says {self.raw_shape}"
+            )
         if self.transpose:
             x = x.transpose(2, 0, 1)
         return np.ascontiguousarray(x.reshape(self.shape))

@@ -17,12 +17,16 @@ from scalezero.training.acting import ContextHistory, search_actions
 class Collector:
     """Steps ``num_envs`` copies per task, one batched search per step for all of them."""
 
-    def __init__(self, tasks: list[Task], layout: SuiteLayout, config: Config, device: torch.device) -> None:
+    def __init__(self, tasks: list[Task], layout: SuiteLayout, config: Config, device: torch.device, env_seed_offset: int = 0) -> None:
+        """``env_seed_offset`` shifts every env copy's seed (a resumed run plays new episodes)."""
         self.layout = layout
         self.config = config
         self.device = device
         train = config.train
-        self.envs = {i: EnvBatch(t, train.num_envs, seed=train.seed * 10_000 + 1_000 * i) for i, t in enumerate(tasks)}
+        base = train.seed * 10_000 + env_seed_offset
+        self.envs = {
+            i: EnvBatch(t, train.num_envs, seed=base + 1_000 * i, step_timeout_s=train.env_step_timeout_s) for i, t in enumerate(tasks)
+        }
         self.histories = {i: ContextHistory(layout.pad_obs(i, b.obs), train.context_steps) for i, b in self.envs.items()}
         self.replays = {
             i: TaskReplay(
@@ -36,6 +40,10 @@ class Collector:
         }
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)
+
+    def env_crashes(self) -> dict[int, int]:
+        """Env copies restarted after raising or hanging, per task id."""
+        return {t: b.crashes for t, b in self.envs.items()}
 
     def step(self, model: WorldModel, task_ids: list[int]) -> dict[str, list]:
         """One acting step for every copy of ``task_ids``; returns finished-episode stats and search stats."""

@@ -34,7 +34,10 @@ def evaluate(
     task_ids = list(range(len(tasks))) if task_ids is None else task_ids
     episodes = episodes or train.eval_episodes
     seed = (train.seed + 1) * 1_000_003 if seed is None else seed
-    envs = {t: EnvBatch(tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps) for t in task_ids}
+    envs = {
+        t: EnvBatch(tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps, step_timeout_s=train.env_step_timeout_s)
+        for t in task_ids
+    }
     histories = {t: ContextHistory(layout.pad_obs(t, b.obs), train.context_steps) for t, b in envs.items()}
     returns = {t: np.full(episodes, np.nan) for t in task_ids}
     lengths = {t: np.zeros(episodes) for t in task_ids}

@@ -214,16 +214,21 @@ class Learner:
         # Optional diagnostic on this batch, before the step (needs the graph).
         conflict = {}
         every = train.conflict_every
-        if every and self.updates % every == 0 and len(batch.task_ids) > 1:
+        if every and self.updates % every == 0 and len(batch.task_ids) > 1 and torch.isfinite(total.detach()):
             conflict = gradient_conflict(self.model, result.task_totals)
 
-        # 5. Optimiser step and target-network EMA.
+        # 5. Optimiser step and target-network EMA; a NaN/inf loss or gradient skips both.
         self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        if not torch.isfinite(total.detach()):
+            return {"nonfinite": 1.0, "loss/total": float(total.detach())}
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return {"nonfinite": 1.0, "loss/total": float(total.detach()), "grad_norm": float(grad_norm)}
         self.optimizer.step()
         self._update_target(train.target_tau)
-        self.updates += 1
 
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         metrics["loss/total"] = float(total.detach())

@@ -7,9 +7,13 @@ replay ratio; evaluation and checkpoints happen at fixed per-task step counts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +24,14 @@ from scalezero.config import Config, save_config
 from scalezero.model import WorldModel
 from scalezero.tasks import SuiteLayout, Task, TaskSpec, get_task, make_layout
 from scalezero.tasks.gymnasium_task import cached_gymnasium_task
-from scalezero.training.checkpoint import save_checkpoint
+from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
 from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
 from scalezero.training.metrics import MetricsLogger
+from scalezero.training.run_state import LoopState, close_interrupted_episodes, restore_run, save_run
 from scalezero.training.weighting import difficulty_weights, task_progress
 
 
@@ -72,8 +77,40 @@ def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> Wo
     return WorldModel(config.model, layout).to(device)
 
 
-def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> RunResult:
-    """Train one model on the config's suite; write everything to ``run_dir``."""
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM stopped training after a final checkpoint (``checkpoint`` is its path)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"training interrupted; checkpoint written to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Turn SIGINT/SIGTERM into a flag the loop checks once per iteration (main thread only)."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def request(signum, frame):
+        flag["stop"] = True
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train(config: Config, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> RunResult:
+    """Train one model on the config's suite; write everything to ``run_dir``.
+
+    With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (a damaged
+    newest checkpoint is reported and the one before it used). SIGINT/SIGTERM write a final
+    checkpoint and raise :class:`TrainingInterrupted`.
+    """
     train_cfg = config.train
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,26 +119,26 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
     device = pick_device(train_cfg.device)
     tasks, layout = resolve_tasks(config)
     names = [t.spec.name for t in tasks]
+    checkpoint = _resume_point(run_dir) if resume else None
     save_config(config, run_dir / "config.yaml")
 
     model = build_model(config, layout, device)
-    collector = Collector(tasks, layout, config, device)
+    resumes = _peek_resumes(checkpoint)
+    collector = Collector(tasks, layout, config, device, env_seed_offset=7919 * resumes)
     learner = Learner(model, layout, config, device)
     logger = MetricsLogger(run_dir, names)
     console = TrainingConsole(config, layout, model, device, enabled=show_progress)
-
-    budget = train_cfg.env_steps
     all_ids = list(range(len(tasks)))
     dps = DPSController([t.spec for t in tasks], config.model.lora_stages, config.dps) if config.dps.enabled else None
-    next_eval = train_cfg.eval_every
-    next_ckpt = train_cfg.checkpoint_every
-    start = time.perf_counter()
-    latest_eval: dict[int, dict[str, float]] = {}
-    recent_returns: dict[int, list[float]] = {t: [] for t in all_ids}
+    if checkpoint is not None:
+        loop, env_obs = restore_run(checkpoint, learner, collector, dps, logger)
+        close_interrupted_episodes(collector, env_obs)
+    else:
+        loop = LoopState(next_eval=train_cfg.eval_every, next_ckpt=train_cfg.checkpoint_every, recent_returns={t: [] for t in all_ids})
+    budget = train_cfg.env_steps
+    start = time.perf_counter() - loop.wall_before
     metrics: dict[str, float] = {}
-    # Env steps per task of the tasks still training (they step in lockstep). It drives the
-    # replay ratio, evaluation and checkpoints, and keeps going when solved tasks stop.
-    clock = 0.0
+    nonfinite_in_a_row = 0
 
     def steps_of(t: int) -> int:
         return collector.env_steps[t]
@@ -118,53 +155,68 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
         if switched is not None:
             enter_stage(model, learner.target, switched, config.dps)
         values = {"dps/stage": dps.stage, "dps/solved": len(dps.solved)}
-        logger.scalars(values, int(clock))
-        logger.train_point({"env_steps": int(clock), "updates": learner.updates, **values})
+        logger.scalars(values, int(loop.clock))
+        logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **values})
 
-    with console:  # the live display always stops, also on errors and Ctrl-C
+    def checkpoint_now() -> Path:
+        return save_run(run_dir, learner, collector, loop, dps, logger, time.perf_counter() - start, train_cfg.keep_checkpoints)
+
+    with console, _stop_signals() as stop:  # the live display always stops, also on errors
         while collecting():
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
             stats = collector.step(model, active)
-            clock += (sum(steps_of(t) for t in active) - before) / len(active)
+            loop.clock += (sum(steps_of(t) for t in active) - before) / len(active)
             for tid, ret, length in stats["episodes"]:
-                recent_returns[tid] = (recent_returns[tid] + [ret])[-20:]
+                loop.recent_returns[tid] = (loop.recent_returns[tid] + [ret])[-20:]
                 logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
             if train_cfg.task_weighting == "difficulty" and stats["episodes"]:
-                progress = [task_progress(recent_returns[t], tasks[t].spec) for t in all_ids]
+                progress = [task_progress(loop.recent_returns[t], tasks[t].spec) for t in all_ids]
                 learner.task_weights = difficulty_weights(progress, train_cfg.difficulty_temperature)
             # 2. Learn: the updates owed by the replay ratio, once every training task has enough data.
             learn_ids = training_ids()
             if learn_ids and all(steps_of(t) >= train_cfg.learning_starts for t in learn_ids):
-                owed = int(train_cfg.replay_ratio * (clock - train_cfg.learning_starts)) - learner.updates
+                owed = int(train_cfg.replay_ratio * (loop.clock - train_cfg.learning_starts)) - learner.updates
                 for _ in range(max(0, owed)):
                     metrics = learner.update(learner.sample(collector.replays, learn_ids))
+                    if "nonfinite" in metrics:  # skipped; too many in a row: back to the last checkpoint
+                        loop.nonfinite_skipped += 1
+                        nonfinite_in_a_row += 1
+                        logger.scalars({"nonfinite_skipped": loop.nonfinite_skipped}, int(loop.clock))
+                        if nonfinite_in_a_row >= train_cfg.max_nonfinite_updates:
+                            _roll_back(run_dir, learner, dps, config)
+                            loop.rollbacks += 1
+                            nonfinite_in_a_row = 0
+                        continue
+                    nonfinite_in_a_row = 0
                     conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/")}
                     if conflict:  # measured every train.conflict_every updates: log every one
-                        logger.scalars(conflict, int(clock))
-                        logger.train_point({"env_steps": int(clock), "updates": learner.updates, **conflict})
-                if owed > 0 and learner.updates % 50 < owed:
-                    logger.scalars(metrics, int(clock))
+                        logger.scalars(conflict, int(loop.clock))
+                        logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **conflict})
+                if owed > 0 and learner.updates % 50 < owed and "nonfinite" not in metrics:
+                    logger.scalars(metrics, int(loop.clock))
                     for tid, root_value, entropy in stats["search"]:
                         logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                    logger.train_point({"env_steps": int(clock), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
-            if dps is not None and (switched := dps.maybe_switch(learner.updates, int(clock))) is not None:
+                    logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
+            if dps is not None and (switched := dps.maybe_switch(learner.updates, int(loop.clock))) is not None:
                 log_dps(switched)
             # 3. Evaluate (every task, solved ones too) and checkpoint at fixed per-task step counts, and at the end.
-            progress_steps = int(clock)
+            progress_steps = int(loop.clock)
             finished = not collecting()
-            if progress_steps >= next_eval or finished:
-                latest_eval = evaluate(model, tasks, layout, config, device)
-                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, latest_eval, sum(steps_of(t) for t in all_ids))
-                next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
+            if progress_steps >= loop.next_eval or finished:
+                loop.latest_eval = evaluate(model, tasks, layout, config, device)
+                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, sum(steps_of(t) for t in all_ids))
+                loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
-                    log_dps(dps.observe({t: r["return_mean"] for t, r in latest_eval.items()}, learner.updates, progress_steps))
-            if progress_steps >= next_ckpt or finished:
-                _checkpoint(run_dir, learner, collector, progress_steps, dps)
-                next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
+                    log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
+            if progress_steps >= loop.next_ckpt or finished:
+                loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
+                checkpoint_now()
+            if stop["stop"] and not finished:
+                raise TrainingInterrupted(checkpoint_now())
             stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
-            console.update(sum(steps_of(t) for t in all_ids), learner.updates, latest_eval, recent_returns, metrics, stage)
+            console.update(sum(steps_of(t) for t in all_ids), learner.updates, loop.latest_eval, loop.recent_returns, metrics, stage)
 
     wall = time.perf_counter() - start
     total_steps = sum(steps_of(t) for t in all_ids)
@@ -179,7 +231,13 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
         "updates_per_s": round(learner.updates / wall, 3),
         "parameters": sum(p.numel() for p in model.parameters()),
         "parameter_breakdown": model.parameter_breakdown(),
-        "final_eval": {names[t]: latest_eval.get(t, {}) for t in all_ids},
+        "final_eval": {names[t]: loop.latest_eval.get(t, {}) for t in all_ids},
+        "robustness": {
+            "resumes": loop.resumes,
+            "env_restarts": {names[t]: n for t, n in collector.env_crashes().items()},
+            "nonfinite_updates_skipped": loop.nonfinite_skipped,
+            "rollbacks": loop.rollbacks,
+        },
     }
     if dps is not None:
         summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
@@ -193,6 +251,44 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True) -> Ru
     return result
 
 
+def _resume_point(run_dir: Path) -> Path:
+    """The newest checkpoint that verifies; damaged newer ones are reported and skipped."""
+    candidates = list_checkpoints(run_dir)
+    if not candidates:
+        raise CheckpointError(f"cannot resume: no checkpoint in {run_dir / 'checkpoints'}")
+    for path in reversed(candidates):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as exc:
+            warnings.warn(f"{exc}; trying an older checkpoint", RuntimeWarning, stacklevel=2)
+    raise CheckpointError(f"cannot resume: every checkpoint in {run_dir / 'checkpoints'} is damaged")
+
+
+def _peek_resumes(checkpoint: Path | None) -> int:
+    """How many times the run was resumed before (to seed the fresh env copies differently)."""
+    if checkpoint is None:
+        return 0
+    import json
+
+    return int(json.loads((checkpoint / "state.json").read_text())["state"]["loop"]["resumes"]) + 1
+
+
+def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, config: Config) -> None:
+    """Reload the networks and optimiser of the last checkpoint after repeated NaN/inf updates."""
+    try:
+        path = latest_checkpoint(run_dir)
+    except CheckpointError:
+        raise RuntimeError(
+            f"{config.train.max_nonfinite_updates} updates in a row had NaN/inf losses or gradients and there is "
+            "no checkpoint to roll back to; lower train.lr or check the task's rewards"
+        ) from None
+    warnings.warn(f"{config.train.max_nonfinite_updates} NaN/inf updates in a row: rolling back to {path}", RuntimeWarning, stacklevel=2)
+    load_checkpoint(path, learner.model, learner.target, learner.optimizer)
+    if dps is not None:
+        enter_stage(learner.model, learner.target, dps.stage, config.dps)
+
+
 def _kept_in_metrics_json(key: str) -> bool:
     """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
     per_task = key.startswith("task") and ("/loss/" in key or key.endswith("/loss_weight") or "/moe/" in key)
@@ -202,14 +298,3 @@ def _kept_in_metrics_json(key: str) -> bool:
 def _next_multiple(value: int, every: int) -> int:
     """The first multiple of ``every`` strictly above ``value``."""
     return (value // every + 1) * every
-
-
-def _checkpoint(run_dir: Path, learner: Learner, collector: Collector, env_steps: int, dps: DPSController | None) -> None:
-    state = {
-        "env_steps": env_steps,
-        "env_steps_per_task": {str(k): v for k, v in collector.env_steps.items()},
-        "updates": learner.updates,
-    }
-    if dps is not None:
-        state["dps"] = dps.state_dict()
-    save_checkpoint(run_dir / "checkpoints" / f"ckpt_{env_steps}", learner.model, learner.target, learner.optimizer, state)

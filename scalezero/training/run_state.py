@@ -1,0 +1,137 @@
+"""Everything a run needs to continue after a crash: what goes into a checkpoint and back.
+
+A checkpoint holds the networks and optimiser (tensors), every task's replay buffer and the
+observation each env copy was about to act on (compressed arrays), and as JSON: the loop's
+clocks, step counters, learner counters, every random generator's state, the DPS controller
+and the metrics history. Environments themselves cannot be saved: on resume every copy starts a
+fresh episode (with new seeds), and the episodes that were running are closed in replay as
+truncated at the observation saved with the checkpoint, so no stored step is lost or altered.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scalezero.training.checkpoint import load_arrays, load_checkpoint, prune_checkpoints, save_checkpoint
+from scalezero.training.collector import Collector
+from scalezero.training.dps import DPSController, enter_stage
+from scalezero.training.learner import Learner
+from scalezero.training.metrics import MetricsLogger
+
+
+@dataclass
+class LoopState:
+    """The loop's own clocks and recent history."""
+
+    clock: float = 0.0
+    """Env steps per task of the tasks still training (drives replay ratio, eval, checkpoints)."""
+    next_eval: int = 0
+    next_ckpt: int = 0
+    wall_before: float = 0.0
+    """Wall-clock seconds spent by earlier sessions of this run."""
+    resumes: int = 0
+    latest_eval: dict[int, dict[str, float]] = field(default_factory=dict)
+    recent_returns: dict[int, list[float]] = field(default_factory=dict)
+    nonfinite_skipped: int = 0
+    rollbacks: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latest_eval"] = {str(k): v for k, v in self.latest_eval.items()}
+        data["recent_returns"] = {str(k): v for k, v in self.recent_returns.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LoopState":
+        data = dict(data)
+        data["latest_eval"] = {int(k): v for k, v in data["latest_eval"].items()}
+        data["recent_returns"] = {int(k): v for k, v in data["recent_returns"].items()}
+        return cls(**data)
+
+
+def _generator_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def _set_generator_state(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+def save_run(
+    run_dir: Path,
+    learner: Learner,
+    collector: Collector,
+    loop: LoopState,
+    dps: DPSController | None,
+    logger: MetricsLogger,
+    wall_now: float,
+    keep: int,
+) -> Path:
+    """Write ``checkpoints/ckpt_<clock>`` with the whole run state; keep the newest ``keep``."""
+    env_steps = int(loop.clock)
+    np_state = np.random.get_state()
+    state = {
+        "env_steps": env_steps,
+        "env_steps_per_task": {str(k): v for k, v in collector.env_steps.items()},
+        "updates": learner.updates,
+        "loop": {**loop.to_json(), "wall_before": wall_now},
+        "learner": {"updates": learner.updates, "rng": _generator_state(learner.rng), "task_weights": learner.task_weights.tolist()},
+        "collector": {"rng": _generator_state(collector.rng), "crashes": collector.env_crashes()},
+        "rng": {
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        },
+        "metrics": {"eval": logger.eval_rows, "train": logger.train_rows},
+    }
+    if dps is not None:
+        state["dps"] = dps.state_dict()
+    arrays = {}
+    for t, replay in collector.replays.items():
+        for name, array in replay.state_dict().items():
+            arrays[f"replay{t}.{name}"] = array
+        arrays[f"env_obs{t}"] = collector.envs[t].obs
+    path = save_checkpoint(run_dir / "checkpoints" / f"ckpt_{env_steps}", learner.model, learner.target, learner.optimizer, state, arrays)
+    prune_checkpoints(run_dir, keep)
+    return path
+
+
+def restore_run(
+    path: Path, learner: Learner, collector: Collector, dps: DPSController | None, logger: MetricsLogger
+) -> tuple[LoopState, dict[int, np.ndarray]]:
+    """Load a checkpoint written by :func:`save_run` into freshly built pieces of the same run.
+
+    Returns the loop state and, per task, the observations its env copies were about to act on
+    (to close the episodes that were running, see :func:`close_interrupted_episodes`)."""
+    state = load_checkpoint(path, learner.model, learner.target, learner.optimizer, restore_rng=True)
+    arrays = load_arrays(path)
+    for t, replay in collector.replays.items():
+        replay.load_state_dict({name[len(f"replay{t}.") :]: a for name, a in arrays.items() if name.startswith(f"replay{t}.")})
+    collector.env_steps.clear()
+    collector.env_steps.update({int(k): int(v) for k, v in state["env_steps_per_task"].items()})
+    _set_generator_state(collector.rng, state["collector"]["rng"])
+    learner.updates = int(state["learner"]["updates"])
+    _set_generator_state(learner.rng, state["learner"]["rng"])
+    learner.task_weights = np.asarray(state["learner"]["task_weights"], dtype=np.float64)
+    numpy_state = state["rng"]["numpy"]
+    np.random.set_state((numpy_state[0], np.asarray(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
+    py = state["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if dps is not None and "dps" in state:
+        dps.load_state_dict(state["dps"])
+        enter_stage(learner.model, learner.target, dps.stage, dps.cfg)  # requires_grad is not in the file
+    logger.eval_rows = list(state["metrics"]["eval"])
+    logger.train_rows = list(state["metrics"]["train"])
+    loop = LoopState.from_json(state["loop"])
+    loop.resumes += 1
+    return loop, {t: arrays[f"env_obs{t}"] for t in collector.replays}
+
+
+def close_interrupted_episodes(collector: Collector, env_obs: dict[int, np.ndarray]) -> None:
+    """The episodes running at checkpoint time end there, truncated: their envs are gone."""
+    for t, replay in collector.replays.items():
+        replay.close_open_episodes(env_obs[t])

@@ -1,0 +1,217 @@
+"""Never lose a run: SIGKILL at any moment and resume, SIGTERM writes a final checkpoint,
+damaged or hostile checkpoints are refused without executing anything, broken envs and NaN
+losses are survived."""
+
+import io
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from scalezero.config import config_from_dict
+from scalezero.errors import CheckpointError
+from scalezero.tasks import EnvBatch
+from scalezero.training.checkpoint import latest_checkpoint, list_checkpoints, load_arrays, load_checkpoint, verify_checkpoint
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks, train
+from scalezero.training.metrics import MetricsLogger
+from scalezero.training.run_state import restore_run
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "flaky_envs.py"
+TINY = {
+    "tasks": ["cartpole", "minatar-breakout"],
+    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "search": {"num_simulations": 4},
+    "replay": {"unroll_steps": 2, "td_steps": 2, "capacity_per_task": 400},
+    "train": {"env_steps": 240, "num_envs": 4, "batch_size": 4, "learning_starts": 40, "replay_ratio": 0.5, "eval_every": 240,
+              "eval_episodes": 2, "eval_max_steps": 20, "checkpoint_every": 40, "keep_checkpoints": 2},
+}  # fmt: skip
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scalezero.cli", "train", *args, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _wait_for_checkpoints(run: Path, count: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while len(list_checkpoints(run)) < count:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def _restored(run: Path, path: Path):
+    config = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    tasks, layout = resolve_tasks(config)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    learner = Learner(model, layout, config, torch.device("cpu"))
+    loop, _ = restore_run(path, learner, collector, None, MetricsLogger(run / "probe", [t.spec.name for t in tasks]))
+    return loop, learner, collector
+
+
+def test_sigkill_at_a_random_moment_then_resume(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    proc = _cli("--suite", str(suite), "--out", str(run))
+    _wait_for_checkpoints(run, 2, proc)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.0))  # anywhere, a checkpoint write included
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    last = latest_checkpoint(run)
+    verify_checkpoint(last)  # what is there is complete and intact
+    state = json.loads((last / "state.json").read_text())["state"]
+    # Restoring gives exactly the checkpoint's replay contents and counters.
+    loop, learner, collector = _restored(run, last)
+    arrays = load_arrays(last)
+    for t, replay in collector.replays.items():
+        for name, value in replay.state_dict().items():
+            np.testing.assert_array_equal(value, arrays[f"replay{t}.{name}"], err_msg=name)
+    assert learner.updates == state["updates"] and {str(k): v for k, v in collector.env_steps.items()} == state["env_steps_per_task"]
+    assert loop.clock == state["loop"]["clock"]
+    # The resumed run finishes the budget and keeps learning from where it was.
+    done = _cli("--resume", str(run))
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err.decode()
+    summary = json.loads((run / "metrics.json").read_text())["summary"]
+    assert summary["env_steps_per_task"] == {"cartpole": 240, "minatar-breakout": 240}
+    assert summary["updates"] > state["updates"] and summary["robustness"]["resumes"] == 1
+    assert len(list_checkpoints(run)) == 2  # keep_checkpoints
+
+
+def test_sigterm_writes_a_final_checkpoint(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "env_steps": 100_000, "keep_checkpoints": 10}}))
+    run = tmp_path / "run"
+    proc = _cli("--suite", str(suite), "--out", str(run))
+    _wait_for_checkpoints(run, 1, proc)  # training (and its signal handling) is under way
+    first = list_checkpoints(run)[0]
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err.decode()
+    assert "continue with: scalezero train --resume" in err.decode()
+    last = latest_checkpoint(run)
+    verify_checkpoint(last)
+    assert last != first  # written on the way out, not the periodic one
+
+
+def test_leftover_tmp_and_damaged_newest_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    train(config_from_dict({**TINY, "train": {**TINY["train"], "env_steps": 120, "keep_checkpoints": 5}}), run, show_progress=False)
+    ckpts = list_checkpoints(run)
+    (run / "checkpoints" / "ckpt_999.tmp").mkdir()  # what a kill during a write leaves behind
+    (run / "checkpoints" / "ckpt_999.tmp" / "model.safetensors").write_bytes(b"partial")
+    assert latest_checkpoint(run) == ckpts[-1]
+    data = bytearray((ckpts[-1] / "model.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    (ckpts[-1] / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+        verify_checkpoint(ckpts[-1])
+    config = config_from_dict(TINY)
+    with pytest.warns(RuntimeWarning, match="trying an older checkpoint"):
+        train(config, run, show_progress=False, resume=True)  # resumes from the one before
+    assert not (run / "checkpoints" / "ckpt_999.tmp").exists()  # pruned
+
+
+class _Payload:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _rewrite_manifest(path: Path) -> None:
+    import hashlib
+
+    manifest = json.loads((path / "MANIFEST.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    (path / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+def test_pickle_payloads_are_never_executed(tmp_path):
+    run = tmp_path / "run"
+    train(config_from_dict({**TINY, "train": {**TINY["train"], "env_steps": 80}}), run, show_progress=False)
+    path = latest_checkpoint(run)
+    marker = tmp_path / "pwned"
+    # An attacker who also rewrites the manifest: a pickled object array inside arrays.npz ...
+    buffer = io.BytesIO()
+    np.savez(buffer, replay0_obs=np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
+    (path / "arrays.npz").write_bytes(buffer.getvalue())
+    _rewrite_manifest(path)
+    with pytest.raises(CheckpointError, match="arrays.npz"):
+        load_arrays(path)
+    # ... and a pickle in place of the tensors.
+    (path / "model.safetensors").write_bytes(pickle.dumps(_Payload(str(marker))))
+    _rewrite_manifest(path)
+    config = config_from_dict(TINY)
+    _, layout = resolve_tasks(config)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path, build_model(config, layout, torch.device("cpu")))
+    assert not marker.exists()
+
+
+def _flaky_suite(cls: str, **train_extra):
+    return {
+        "tasks": [{"name": "flaky", "entry_point": f"{FIXTURES}:{cls}", "target_return": 5.0}, "cartpole"],
+        "model": TINY["model"], "search": TINY["search"], "replay": TINY["replay"],
+        "train": {**TINY["train"], "env_steps": 120, "checkpoint_every": 120, **train_extra},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("cls, extra", [("Crashing", {}), ("Hanging", {"env_step_timeout_s": 0.5})])
+def test_broken_envs_are_restarted_and_training_goes_on(tmp_path, cls, extra):
+    with pytest.warns(RuntimeWarning, match="restarted it"):
+        train(config_from_dict(_flaky_suite(cls, **extra)), tmp_path / "run", show_progress=False)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"]
+    assert summary["env_steps_per_task"]["flaky"] == 120
+    assert summary["robustness"]["env_restarts"]["flaky"] >= 4 and summary["robustness"]["env_restarts"]["cartpole"] == 0
+
+
+def test_wrong_observation_shape_and_actions_out_of_range_are_named(tmp_path):
+    config = config_from_dict(_flaky_suite("WrongShape"))
+    tasks, _ = resolve_tasks(config)
+    batch = EnvBatch(tasks[0], 2, seed=0)
+    with pytest.raises(ValueError, match=r"task 'flaky': .*observation of shape \(2,\), but its spec says \(3,\)"):
+        batch.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"actions must be 2 integers in \[0, 2\)"):
+        EnvBatch(tasks[1], 2, seed=0).step(np.array([0, 2]))
+
+
+def test_nan_losses_are_skipped_then_rolled_back(tmp_path, monkeypatch):
+    original = Learner.compute_losses
+    calls = {"n": 0}
+
+    def sometimes_nan(self, batch):
+        out = original(self, batch)
+        calls["n"] += 1
+        if 30 <= calls["n"] < 36:  # six NaN updates in a row, after the first checkpoint
+            out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(Learner, "compute_losses", sometimes_nan)
+    data = {**TINY, "train": {**TINY["train"], "env_steps": 200, "replay_ratio": 1.0, "checkpoint_every": 60, "max_nonfinite_updates": 4}}
+    with pytest.warns(RuntimeWarning, match="rolling back"):
+        train(config_from_dict(data), tmp_path / "run", show_progress=False)
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"]
+    assert summary["robustness"]["nonfinite_updates_skipped"] == 6 and summary["robustness"]["rollbacks"] == 1
+    model_file = latest_checkpoint(tmp_path / "run") / "model.safetensors"
+    from safetensors.torch import load_file
+
+    assert all(torch.isfinite(v).all() for k, v in load_file(str(model_file)).items() if v.is_floating_point())
