@@ -63,6 +63,11 @@ class ModelConfig:
     """Experts each token is routed to (1 <= k <= moe_num_experts)."""
     moe_shared_expert: bool = True
     """Add an always-on shared expert beside the routed ones."""
+    task_embedding_max_norm: float = 0.0
+    """Rescale each task embedding to at most this L2 norm in the forward pass (EZ-M's max-norm
+    task embeddings; 0: no limit)."""
+    consistency_head: bool = False
+    """Add the SimSiam projector and predictor used by ``train.temporal_consistency_weight``."""
     lora_stages: int = 1
     """Dynamic Parameter Scaling stages S: stage 0 trains the base model, each later stage a
     new LoRA adapter on the frozen base (1: no adapters)."""
@@ -99,6 +104,7 @@ class ModelConfig:
         _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
         _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
         _check(self.moe_num_experts >= 0, "model.moe_num_experts", "an integer >= 0 (0: dense FFN)", self.moe_num_experts)
+        _check(self.task_embedding_max_norm >= 0, "model.task_embedding_max_norm", "a float >= 0 (0: no limit)", self.task_embedding_max_norm)
         _check(self.lora_stages >= 1, "model.lora_stages", "an integer >= 1 (1: no adapters)", self.lora_stages)
         _check(self.lora_rank >= 1, "model.lora_rank", "an integer >= 1", self.lora_rank)
         _check(self.lora_alpha > 0, "model.lora_alpha", "a float > 0", self.lora_alpha)
@@ -219,6 +225,13 @@ class TrainConfig:
     """Weight of the policy cross-entropy against the search policy."""
     entropy_weight: float = 1e-4
     """Weight of the policy-entropy bonus (subtracted from the loss)."""
+    temporal_consistency_weight: float = 0.0
+    """Weight of EZ-M's temporal consistency loss: SimSiam cosine between the projected
+    predicted next latent and the projected encoded next observation (needs
+    ``model.consistency_head: true``)."""
+    path_consistency_weight: float = 0.0
+    """Weight of EZ-M's path consistency loss: the model's own value at step t should equal its
+    reward plus the discounted value at step t+1, compared in h-transformed units."""
     moe_balance_weight: float = 0.01
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
@@ -266,7 +279,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)
         _check(0 < self.target_tau <= 1, "train.target_tau", "a float in (0, 1]", self.target_tau)
-        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "moe_balance_weight", "moe_z_weight"):
+        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "temporal_consistency_weight", "path_consistency_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
         _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)
@@ -383,6 +396,12 @@ class Config:
         self.replay.validate()
         self.train.validate()
         self.dps.validate()
+        _check(
+            self.train.temporal_consistency_weight == 0 or self.model.consistency_head,
+            "train.temporal_consistency_weight",
+            "0 unless model.consistency_head is true (the loss needs its projector)",
+            self.train.temporal_consistency_weight,
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from scalezero.config import ModelConfig
+from scalezero.model.consistency import ConsistencyProjector
 from scalezero.model.encoders import make_encoders
 from scalezero.model.heads import Heads
 from scalezero.model.lora import inject_lora
@@ -121,6 +122,7 @@ class WorldModel(nn.Module):
         if cfg.task_embedding:
             self.task_embed = nn.Embedding(layout.num_tasks, cfg.embed_dim)
             nn.init.normal_(self.task_embed.weight, std=0.02)
+        self.consistency = ConsistencyProjector(cfg.embed_dim, cfg.mlp_hidden) if cfg.consistency_head else None
         self.transformer = Transformer(cfg)
         if cfg.lora_stages > 1:
             inject_lora(self.transformer, cfg.lora_targets, cfg.lora_stages, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_scale_bound)
@@ -138,12 +140,12 @@ class WorldModel(nn.Module):
     def parameter_breakdown(self) -> dict[str, int]:
         """All parameters by part: ``encoders``, ``embeddings`` (latent, action, task),
         ``backbone`` (the transformer without routed experts), ``experts`` (routed MoE
-        experts), ``adapters`` (LoRA), ``heads``, and ``total``."""
+        experts), ``adapters`` (LoRA), ``heads`` (with the consistency projector), and ``total``."""
         counts = dict.fromkeys(("encoders", "embeddings", "backbone", "experts", "adapters", "heads"), 0)
         for name, p in self.named_parameters():
             if name.startswith("encoders."):
                 part = "encoders"
-            elif name.startswith("heads."):
+            elif name.startswith(("heads.", "consistency.")):
                 part = "heads"
             elif "lora_" in name:
                 part = "adapters"
@@ -163,7 +165,10 @@ class WorldModel(nn.Module):
         """``[B, 1, D]`` task embedding to add to every token (0 when disabled)."""
         if self.task_embed is None:
             return 0.0
-        return self.task_embed(task_ids).unsqueeze(1)
+        e = self.task_embed(task_ids)
+        if self.cfg.task_embedding_max_norm > 0:  # functional rescaling (nn.Embedding's max_norm edits weights in place)
+            e = e * (self.cfg.task_embedding_max_norm / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+        return e.unsqueeze(1)
 
     def latent_token(self, latent: Tensor) -> Tensor:
         """Latent ``[..., D]`` -> token embedding ``[..., D]`` (without the task embedding)."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.model.moe import RouterInfo
+from scalezero.model.support import value_transform
 from scalezero.training.conflict import gradient_conflict
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
@@ -98,6 +99,18 @@ def expert_load_per_task(router: list[RouterInfo], task_ids: list[int], row_slot
             for e, frac in enumerate((counts / counts.sum()).tolist()):
                 out[f"task{t}/moe/layer{layer}/expert{e}"] = frac
     return out
+
+
+def path_consistency(value_logits: torch.Tensor, reward_logits: torch.Tensor, support, discount: float, next_terminal: np.ndarray) -> torch.Tensor:
+    """``[N, K]`` squared gap ``(h(v_t) - h(r_t + discount * v_{t+1}))^2`` between the model's
+    value at step t and its own one-step backup (``v_{t+1} = 0`` where step t+1 is terminal),
+    in h-transformed units so that tasks with large returns do not dominate. Gradients reach
+    the value and reward predictions on both sides."""
+    values = support.logits_to_scalar(value_logits)  # [N, K+1]
+    rewards = support.logits_to_scalar(reward_logits)  # [N, K+1]
+    alive = 1.0 - torch.as_tensor(next_terminal, device=values.device, dtype=values.dtype)
+    backup = rewards[:, :-1] + discount * alive * values[:, 1:]
+    return (value_transform(values[:, :-1]) - value_transform(backup)).pow(2)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -180,12 +193,14 @@ class Learner:
         probs = F.softmax(out.policy_logits, dim=-1)
         entropy = -(probs * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
+        extra = self._consistency_losses(out, target_latents, next_mask, step_mask, is_obs, terminal, row_slot, num_tasks)
         per_task = {
             "latent": _masked_mean_per_task(latent_loss, next_mask, row_slot, num_tasks),
             "reward": _masked_mean_per_task(reward_loss, step_mask, row_slot, num_tasks),
             "value": _masked_mean_per_task(value_loss, value_mask_t, row_slot, num_tasks),
             "policy": _masked_mean_per_task(policy_loss, step_mask, row_slot, num_tasks),
             "entropy": _masked_mean_per_task(entropy, step_mask, row_slot, num_tasks),
+            **extra,
         }
         weights = {
             "latent": train.latent_weight,
@@ -193,6 +208,8 @@ class Learner:
             "value": train.value_weight,
             "policy": train.policy_weight,
             "entropy": -train.entropy_weight,
+            "temporal_consistency": train.temporal_consistency_weight,
+            "path_consistency": train.path_consistency_weight,
         }
         task_totals = sum(weights[k] * v for k, v in per_task.items())  # [T]
         losses = {k: v.mean() for k, v in per_task.items()}
@@ -203,6 +220,30 @@ class Learner:
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
             total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
         return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask)
+
+    def _consistency_losses(
+        self,
+        out,
+        target_latents: torch.Tensor,
+        next_mask: torch.Tensor,
+        step_mask: torch.Tensor,
+        is_obs: np.ndarray,
+        terminal: np.ndarray,
+        row_slot: torch.Tensor,
+        num_tasks: int,
+    ) -> dict[str, torch.Tensor]:
+        """EZ-M's temporal and path consistency, per task ``[T]`` (only those with a weight)."""
+        train, K = self.config.train, self.config.replay.unroll_steps
+        losses = {}
+        if train.temporal_consistency_weight > 0:
+            temporal = self.model.consistency.loss(out.next_latent, target_latents[:, 1 : K + 2])
+            losses["temporal_consistency"] = _masked_mean_per_task(temporal, next_mask, row_slot, num_tasks)
+        if train.path_consistency_weight > 0:
+            path = path_consistency(out.value_logits, out.reward_logits, self.model.support, train.discount, terminal[:, 1 : K + 1])
+            # Pairs (t, t+1) inside the unroll where step t exists and t+1 is an observation of the same episode.
+            pair_mask = step_mask[:, :K] * torch.as_tensor(is_obs[:, 1 : K + 1], device=path.device, dtype=torch.float32)
+            losses["path_consistency"] = _masked_mean_per_task(path, pair_mask, row_slot, num_tasks)
+        return losses
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One gradient step on ``batch``; returns the named losses and diagnostics."""
