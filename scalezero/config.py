@@ -245,6 +245,11 @@ class TrainConfig:
     conflict_every: int = 0
     """Measure gradient conflict between tasks every this many updates (0: off; one extra
     backward pass per task each time, cheap at 100)."""
+    cluster_every: int = 0
+    """Re-cluster tasks by their gradients on shared weights every this many updates (MoW; 0:
+    off). With MoE layers each cluster then routes only to its own share of the experts."""
+    num_clusters: int = 2
+    """At most this many task clusters (tasks whose gradients conflict are never merged)."""
     eval_every: int = 5_000
     """Evaluate every this many environment steps per task (and at the end)."""
     eval_episodes: int = 10
@@ -285,6 +290,8 @@ class TrainConfig:
         _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)
         _check(self.difficulty_temperature > 0, "train.difficulty_temperature", "a float > 0", self.difficulty_temperature)
         _check(self.conflict_every >= 0, "train.conflict_every", "an integer >= 0 (0: off)", self.conflict_every)
+        _check(self.cluster_every >= 0, "train.cluster_every", "an integer >= 0 (0: off)", self.cluster_every)
+        _check(self.num_clusters >= 1, "train.num_clusters", "an integer >= 1", self.num_clusters)
         _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)
         _check(self.eval_max_steps >= 1, "train.eval_max_steps", "an integer >= 1", self.eval_max_steps)

@@ -71,11 +71,15 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(FeedForward(dim, dropout=dropout) for _ in range(num_experts))
         self.shared = FeedForward(dim, dropout=dropout) if shared_expert else None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, RouterInfo]:
-        """``x [..., D]`` -> ``(y [..., D], RouterInfo)``."""
+    def forward(self, x: Tensor, allowed: Tensor | None = None) -> tuple[Tensor, RouterInfo]:
+        """``x [..., D]`` -> ``(y [..., D], RouterInfo)``. ``allowed [..., E]`` (bool, optional)
+        restricts each token's routing to some experts (task clustering); it must leave at
+        least ``top_k`` experts per token."""
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])  # [N, D]
         logits = self.router(tokens)  # [N, E]
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed.reshape(-1, self.num_experts), float("-inf"))
         probs = logits.softmax(dim=-1)
         gate, index = probs.topk(self.top_k, dim=-1)  # [N, k]
         out = torch.zeros_like(tokens)
@@ -89,5 +93,5 @@ class MoE(nn.Module):
             out = out + self.shared(tokens)
         load = F.one_hot(index, self.num_experts).float().sum(dim=(0, 1)) / index.numel()
         balance = self.num_experts * (load * probs.mean(dim=0)).sum()
-        z_loss = torch.logsumexp(logits, dim=-1).pow(2).mean()
+        z_loss = torch.logsumexp(logits, dim=-1).pow(2).mean()  # masked logits are -inf: they add 0
         return out.view(shape), RouterInfo(index, balance, z_loss, load.detach())

@@ -143,12 +143,20 @@ class Block(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, past: Tensor | None, router_info: list[RouterInfo] | None = None
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor,
+        past: Tensor | None,
+        router_info: list[RouterInfo] | None = None,
+        expert_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         a, new_kv = self.attn(self.ln_attn(x), cos, sin, mask, past)
         x = x + a
         if isinstance(self.mlp, MoE):
-            y, info = self.mlp(self.ln_mlp(x))
+            allowed = None if expert_mask is None else expert_mask[:, None, :].expand(x.shape[0], x.shape[1], -1)
+            y, info = self.mlp(self.ln_mlp(x), allowed)
             if router_info is not None:
                 router_info.append(info)
         else:
@@ -201,6 +209,7 @@ class Transformer(nn.Module):
         key_valid: Tensor,
         cache: KVCache | None = None,
         router_info: list[RouterInfo] | None = None,
+        expert_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run new tokens on top of an optional cache.
 
@@ -211,6 +220,8 @@ class Transformer(nn.Module):
             cache: earlier tokens (attended to together with the new ones), or None.
             router_info: if given, each MoE layer appends its :class:`RouterInfo` (the
                 training path collects balance losses and expert loads this way).
+            expert_mask: ``[B, E]`` bool, the routed experts each row's tokens may use
+                (task clustering); None: all.
 
         Returns:
             ``y [B, L, D]`` and the new tokens' k/v ``[layers, 2, B, H, L, dh]``
@@ -227,6 +238,6 @@ class Transformer(nn.Module):
         new_kv = []
         for i, block in enumerate(self.blocks):
             past = None if cache is None else cache.kv[i]
-            x, kv = block(x, cos, sin, mask, past, router_info)
+            x, kv = block(x, cos, sin, mask, past, router_info, expert_mask)
             new_kv.append(kv)
         return self.ln_out(x), torch.stack(new_kv)

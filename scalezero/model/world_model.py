@@ -128,6 +128,9 @@ class WorldModel(nn.Module):
             inject_lora(self.transformer, cfg.lora_targets, cfg.lora_stages, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_scale_bound)
         self.heads = Heads(cfg, layout.num_actions)
         self.register_buffer("action_masks", torch.as_tensor(layout.action_masks, dtype=torch.bool).clone())
+        # Routed experts each task may use (all, unless task clustering restricts them); a
+        # buffer, so checkpoints carry it and search routes exactly as training does.
+        self.register_buffer("expert_allowed", torch.ones(layout.num_tasks, max(cfg.moe_num_experts, 1), dtype=torch.bool))
         self.support = Support(cfg.support_size)
         self.value_support = self.support
         self.reward_support = self.support
@@ -160,6 +163,12 @@ class WorldModel(nn.Module):
     def encode(self, obs: Tensor, kind: str) -> Tensor:
         """Encode observations of one kind ``[N, *layout.obs_shapes[kind]]`` -> latent ``[N, D]``."""
         return self.encoders[kind](obs)
+
+    def _experts_for(self, task_ids: Tensor) -> Tensor | None:
+        """``[B, E]`` routed experts allowed for each row's task; None when unrestricted."""
+        if self.cfg.moe_num_experts == 0 or bool(self.expert_allowed.all()):
+            return None
+        return self.expert_allowed[task_ids]
 
     def _task_bias(self, task_ids: Tensor) -> Tensor | float:
         """``[B, 1, D]`` task embedding to add to every token (0 when disabled)."""
@@ -225,7 +234,7 @@ class WorldModel(nn.Module):
         tokens = self._step_tokens(latents, actions, task_ids)
         positions, valid = self._step_positions(step_valid)
         router: list[RouterInfo] = []
-        y, _ = self.transformer(tokens, positions, valid, router_info=router)
+        y, _ = self.transformer(tokens, positions, valid, router_info=router, expert_mask=self._experts_for(task_ids))
         y = y.view(b, t, 2, -1)
         y_latent, y_action = y[:, :, 0], y[:, :, 1]
         return SequenceOutput(
@@ -260,7 +269,7 @@ class WorldModel(nn.Module):
         tokens = self._step_tokens(latents, padded_actions, task_ids)[:, :-1]
         positions, valid = self._step_positions(step_valid)
         positions, valid = positions[:, :-1], valid[:, :-1]
-        y, kv = self.transformer(tokens, positions, valid)
+        y, kv = self.transformer(tokens, positions, valid, expert_mask=self._experts_for(task_ids))
         root = y[:, -1]
         value_logits = self.heads.value(root)
         return RootInference(
@@ -294,12 +303,13 @@ class WorldModel(nn.Module):
         pos_a = position.view(b, 1)
         ones = torch.ones(b, 1, dtype=torch.bool, device=actions.device)
         a_tok = self.action_embed(actions).unsqueeze(1) + task
-        y_a, kv_a = self.transformer(a_tok, pos_a, ones, cache)
+        experts = self._experts_for(task_ids)
+        y_a, kv_a = self.transformer(a_tok, pos_a, ones, cache, expert_mask=experts)
         reward_logits = self.heads.reward(y_a[:, 0])
         next_latent = self.heads.next_latent(y_a[:, 0])
 
         z_tok = self.latent_token(next_latent).unsqueeze(1) + task
-        y_z, kv_z = self.transformer(z_tok, pos_a + 1, ones, cache.append(kv_a, pos_a, ones))
+        y_z, kv_z = self.transformer(z_tok, pos_a + 1, ones, cache.append(kv_a, pos_a, ones), expert_mask=experts)
         value_logits = self.heads.value(y_z[:, 0])
         return RecurrentOutput(
             reward=self.reward_support.logits_to_scalar(reward_logits),

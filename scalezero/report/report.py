@@ -164,6 +164,20 @@ def write_report(runs: str | Path | list[str | Path], out: str | Path | None = N
             else ["Not measured in these runs (enable with `train.conflict_every: 100`)."],
         )
     )  # fmt: skip
+    cluster_rows = [
+        [g.label, str(run.config.train.seed), ", ".join(f"{task}: {c}" for task, c in run.summary["clusters"].items())]
+        for g in groups
+        for run in g.runs
+        if run.summary.get("clusters")
+    ]
+    if cluster_rows:
+        sections.append(
+            Section(
+                "Task clusters (gradient-based)",
+                ["Latest clustering of the tasks by their gradients on the shared weights (`train.cluster_every`); "
+                 "with MoE, each cluster routes only to its own experts.", Table(["setting", "seed", "task: cluster"], cluster_rows)],
+            )
+        )  # fmt: skip
     dps = plots.dps_timeline(groups, out_dir / "dps_timeline.png")
     sections.append(
         Section("Dynamic Parameter Scaling", [Image(dps, "DPS stages")] if dps else ["These runs did not use Dynamic Parameter Scaling."])

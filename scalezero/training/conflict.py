@@ -49,6 +49,16 @@ def pairwise_conflict(grads: torch.Tensor) -> tuple[float, float]:
     return sum(cosines) / len(cosines), sum(c < 0 for c in cosines) / len(cosines)
 
 
+def per_task_gradients(model: WorldModel, task_totals: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """``[T, P]``: each task's loss differentiated w.r.t. ``params`` (flattened, zeros where a
+    parameter is unused by that task). The graph is kept for the training step that follows."""
+    rows = []
+    for t in range(task_totals.shape[0]):
+        grads = torch.autograd.grad(task_totals[t], params, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(grads, params)]))
+    return torch.stack(rows)
+
+
 def gradient_conflict(model: WorldModel, task_totals: torch.Tensor) -> dict[str, float]:
     """Conflict statistics from the per-task losses ``task_totals [T]`` (graph still alive).
 
@@ -56,19 +66,14 @@ def gradient_conflict(model: WorldModel, task_totals: torch.Tensor) -> dict[str,
     ``all`` (backbone and experts together), ``backbone`` and, with MoE, ``experts``.
     """
     groups = shared_parameter_groups(model)
-    params = groups["backbone"] + groups["experts"]
-    split = len(groups["backbone"])
-    per_task = []
-    for t in range(task_totals.shape[0]):
-        grads = torch.autograd.grad(task_totals[t], params, retain_graph=True, allow_unused=True)
-        per_task.append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)])
+    split = sum(p.numel() for p in groups["backbone"])
+    flat = per_task_gradients(model, task_totals, groups["backbone"] + groups["experts"])
     out: dict[str, float] = {}
     selections = {"all": slice(None), "backbone": slice(0, split)}
     if groups["experts"]:
         selections["experts"] = slice(split, None)
     for name, sel in selections.items():
-        flat = torch.stack([torch.cat([g.flatten() for g in task_grads[sel]]) for task_grads in per_task])
-        mean_cos, frac_neg = pairwise_conflict(flat)
+        mean_cos, frac_neg = pairwise_conflict(flat[:, sel])
         out[f"conflict/{name}/mean_cosine"] = mean_cos
         out[f"conflict/{name}/fraction_negative"] = frac_neg
     return out

@@ -24,6 +24,7 @@ from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.model.moe import RouterInfo
 from scalezero.model.support import value_transform
+from scalezero.training.clustering import recluster
 from scalezero.training.conflict import gradient_conflict
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
@@ -131,6 +132,8 @@ class Learner:
         self.batch_sizes = [entry.batch_size or config.train.batch_size for entry in config.tasks]
         self.task_weights = np.ones(layout.num_tasks)
         """Per-task loss weights (mean 1); the loop sets them under ``train.task_weighting: difficulty``."""
+        self.cluster_labels: dict[int, int] = {}
+        """Latest task clustering (task id -> cluster), when ``train.cluster_every`` is on."""
         self.updates = 0
         self.rng = np.random.default_rng(config.train.seed + 29)
 
@@ -258,6 +261,15 @@ class Learner:
         if every and self.updates % every == 0 and len(batch.task_ids) > 1 and torch.isfinite(total.detach()):
             conflict = gradient_conflict(self.model, result.task_totals)
 
+        # Optional task clustering (MoW), also before the step; the target routes the same way.
+        clusters = {}
+        every = train.cluster_every
+        if every and self.updates % every == 0 and len(batch.task_ids) > 1 and torch.isfinite(total.detach()):
+            labels = recluster(self.model, result.task_totals, batch.task_ids, train.num_clusters, self.config.model.moe_top_k)
+            self.target.expert_allowed.copy_(self.model.expert_allowed)
+            self.cluster_labels.update({t: int(c) for t, c in zip(batch.task_ids, labels)})
+            clusters = {f"task{t}/cluster": float(c) for t, c in zip(batch.task_ids, labels)}
+
         # 5. Optimiser step and target-network EMA; a NaN/inf loss or gradient skips both.
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
@@ -281,6 +293,7 @@ class Learner:
             metrics[f"task{t}/loss_weight"] = float(self.task_weights[t])
         metrics.update(expert_load_per_task(result.router, batch.task_ids, batch.row_slot()))
         metrics.update(conflict)
+        metrics.update(clusters)
         return metrics
 
     @torch.no_grad()

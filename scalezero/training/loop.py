@@ -190,7 +190,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                             nonfinite_in_a_row = 0
                         continue
                     nonfinite_in_a_row = 0
-                    conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/")}
+                    conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/") or k.endswith("/cluster")}
                     if conflict:  # measured every train.conflict_every updates: log every one
                         logger.scalars(conflict, int(loop.clock))
                         logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **conflict})
@@ -239,6 +239,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             "rollbacks": loop.rollbacks,
         },
     }
+    if learner.cluster_labels:
+        summary["clusters"] = {names[t]: c for t, c in sorted(learner.cluster_labels.items())}
     if dps is not None:
         summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
     logger.write_json(summary)
@@ -291,7 +293,7 @@ def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, confi
 
 def _kept_in_metrics_json(key: str) -> bool:
     """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
-    per_task = key.startswith("task") and ("/loss/" in key or key.endswith("/loss_weight") or "/moe/" in key)
+    per_task = key.startswith("task") and ("/loss/" in key or key.endswith(("/loss_weight", "/cluster")) or "/moe/" in key)
     return per_task or key.startswith(("loss/", "dps/")) or key == "grad_norm"
 
 

@@ -80,7 +80,12 @@ def save_run(
         "env_steps_per_task": {str(k): v for k, v in collector.env_steps.items()},
         "updates": learner.updates,
         "loop": {**loop.to_json(), "wall_before": wall_now},
-        "learner": {"updates": learner.updates, "rng": _generator_state(learner.rng), "task_weights": learner.task_weights.tolist()},
+        "learner": {
+            "updates": learner.updates,
+            "rng": _generator_state(learner.rng),
+            "task_weights": learner.task_weights.tolist(),
+            "cluster_labels": {str(k): v for k, v in learner.cluster_labels.items()},
+        },
         "collector": {"rng": _generator_state(collector.rng), "crashes": collector.env_crashes()},
         "rng": {
             "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -117,6 +122,7 @@ def restore_run(
     learner.updates = int(state["learner"]["updates"])
     _set_generator_state(learner.rng, state["learner"]["rng"])
     learner.task_weights = np.asarray(state["learner"]["task_weights"], dtype=np.float64)
+    learner.cluster_labels = {int(k): int(v) for k, v in state["learner"].get("cluster_labels", {}).items()}
     numpy_state = state["rng"]["numpy"]
     np.random.set_state((numpy_state[0], np.asarray(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
     py = state["rng"]["python"]
