@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -58,12 +60,27 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.resume)
     else:
         out = Path(args.out) if args.out else Path("runs") / f"{config.suite}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args, out)
     try:
         train(config, out, show_progress=not args.quiet, resume=bool(args.resume))
     except TrainingInterrupted as exc:
         print(f"scalezero: {exc}; continue with: scalezero train --resume {out}", file=sys.stderr)
         return 130
     return 0
+
+
+def _launch(args: argparse.Namespace, out: Path) -> int:
+    """Start ``args.nproc`` local processes of this same command through torch.distributed.run."""
+    argv = ["train", "--out", str(out)] if not args.resume else ["train", "--resume", str(out)]
+    for flag in ("suite", "task", "steps", "seed", "device"):
+        value = getattr(args, flag)
+        if value is not None and not (flag in ("suite", "task") and args.resume):
+            argv += [f"--{flag}", str(value)]
+    if args.quiet:
+        argv.append("--quiet")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", "-m", "scalezero.cli", *argv]
+    return subprocess.call(command)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -118,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="overrides train.device")
     t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+    t.add_argument("--nproc", type=int, default=1, help="processes on this machine (tasks are split between them; gloo on CPU, NCCL on GPU)")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="evaluate the latest checkpoint of a run")
     e.add_argument("--run", required=True, help="run directory")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
@@ -525,8 +526,11 @@ def load_config(path: str | Path) -> Config:
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    """Write the resolved configuration as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the resolved configuration as YAML (atomically: several processes may write it)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
 
 
 def with_overrides(config: Config, section: str, **values: Any) -> Config:

@@ -17,15 +17,27 @@ from scalezero.training.acting import ContextHistory, search_actions
 class Collector:
     """Steps ``num_envs`` copies per task, one batched search per step for all of them."""
 
-    def __init__(self, tasks: list[Task], layout: SuiteLayout, config: Config, device: torch.device, env_seed_offset: int = 0) -> None:
-        """``env_seed_offset`` shifts every env copy's seed (a resumed run plays new episodes)."""
+    def __init__(
+        self,
+        tasks: list[Task],
+        layout: SuiteLayout,
+        config: Config,
+        device: torch.device,
+        env_seed_offset: int = 0,
+        task_ids: list[int] | None = None,
+    ) -> None:
+        """``env_seed_offset`` shifts every env copy's seed (a resumed run plays new episodes);
+        ``task_ids`` limits the collector to some of the suite's tasks (a distributed rank's share)."""
+        own = set(range(len(tasks)) if task_ids is None else task_ids)
         self.layout = layout
         self.config = config
         self.device = device
         train = config.train
         base = train.seed * 10_000 + env_seed_offset
         self.envs = {
-            i: EnvBatch(t, train.num_envs, seed=base + 1_000 * i, step_timeout_s=train.env_step_timeout_s) for i, t in enumerate(tasks)
+            i: EnvBatch(t, train.num_envs, seed=base + 1_000 * i, step_timeout_s=train.env_step_timeout_s)
+            for i, t in enumerate(tasks)
+            if i in own
         }
         self.histories = {i: ContextHistory(layout.pad_obs(i, b.obs), train.context_steps) for i, b in self.envs.items()}
         self.replays = {
@@ -37,6 +49,7 @@ class Collector:
                 capacity=config.replay.capacity_per_task,
             )
             for i, t in enumerate(tasks)
+            if i in own
         }
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)

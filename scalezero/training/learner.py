@@ -26,6 +26,7 @@ from scalezero.model.moe import RouterInfo
 from scalezero.model.support import value_transform
 from scalezero.training.clustering import recluster
 from scalezero.training.conflict import gradient_conflict
+from scalezero.training.distributed import all_true, combine_gradients
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
 
@@ -132,6 +133,10 @@ class Learner:
         self.batch_sizes = [entry.batch_size or config.train.batch_size for entry in config.tasks]
         self.task_weights = np.ones(layout.num_tasks)
         """Per-task loss weights (mean 1); the loop sets them under ``train.task_weighting: difficulty``."""
+        self.distributed = False
+        """Combine gradients across ranks before each step (set by the loop under torchrun)."""
+        self.grad_weight = 1.0
+        """This rank's share of the training tasks (its gradient's weight in the sum over ranks)."""
         self.cluster_labels: dict[int, int] = {}
         """Latest task clustering (task id -> cluster), when ``train.cluster_every`` is on."""
         self.updates = 0
@@ -273,15 +278,15 @@ class Learner:
         # 5. Optimiser step and target-network EMA; a NaN/inf loss or gradient skips both.
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
-        if not torch.isfinite(total.detach()):
+        finite = bool(torch.isfinite(total.detach()))
+        if self.distributed:  # every rank skips together, or none does
+            finite = all_true(finite, self.device)
+        if not finite:
             return {"nonfinite": 1.0, "loss/total": float(total.detach())}
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
-        if not torch.isfinite(grad_norm):
-            self.optimizer.zero_grad(set_to_none=True)
-            return {"nonfinite": 1.0, "loss/total": float(total.detach()), "grad_norm": float(grad_norm)}
-        self.optimizer.step()
-        self._update_target(train.target_tau)
+        grad_norm = self._step()
+        if grad_norm is None:
+            return {"nonfinite": 1.0, "loss/total": float(total.detach())}
 
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         metrics["loss/total"] = float(total.detach())
@@ -295,6 +300,28 @@ class Learner:
         metrics.update(conflict)
         metrics.update(clusters)
         return metrics
+
+    def _step(self) -> torch.Tensor | None:
+        """Combine gradients across ranks (when distributed), clip, step, move the target.
+        Returns the gradient norm, or None when it was NaN/inf (the step is skipped)."""
+        train = self.config.train
+        if self.distributed:
+            combine_gradients(self.model, self.grad_weight)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self._update_target(train.target_tau)
+        return grad_norm
+
+    def idle_update(self) -> dict[str, float]:
+        """A distributed rank with no task to train joins the update with zero gradients."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        if not all_true(True, self.device):
+            return {"nonfinite": 1.0}
+        return {} if self._step() is not None else {"nonfinite": 1.0}
 
     @torch.no_grad()
     def _update_target(self, tau: float) -> None:

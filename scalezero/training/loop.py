@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scalezero.config import Config, save_config
+from scalezero.config import Config, ConfigError, save_config
 from scalezero.model import WorldModel
 from scalezero.tasks import SuiteLayout, Task, TaskSpec, get_task, make_layout
 from scalezero.tasks.gymnasium_task import cached_gymnasium_task
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
+from scalezero.training.distributed import Sync, broadcast_parameters, init_from_env, partition
 from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
@@ -119,16 +120,27 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     device = pick_device(train_cfg.device)
     tasks, layout = resolve_tasks(config)
     names = [t.spec.name for t in tasks]
-    checkpoint = _resume_point(run_dir) if resume else None
-    save_config(config, run_dir / "config.yaml")
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    checkpoint = _resume_point(run_dir if rank == 0 else run_dir / f"rank{rank}") if resume else None
+    save_config(config, run_dir / "config.yaml")  # every rank: machines need not share a disk
 
+    all_ids = list(range(len(tasks)))
+    info = init_from_env(device)
+    sync = Sync(info, device)
+    own = partition(len(tasks), info.world)[info.rank] if info.enabled else all_ids
+    if info.enabled and train_cfg.cluster_every:
+        raise ConfigError("train.cluster_every is not supported with several processes yet (each rank sees only its tasks' gradients)")
+    rank_dir = run_dir if info.is_main else run_dir / f"rank{info.rank}"  # each rank keeps its own replay
     model = build_model(config, layout, device)
     resumes = _peek_resumes(checkpoint)
-    collector = Collector(tasks, layout, config, device, env_seed_offset=7919 * resumes)
+    collector = Collector(tasks, layout, config, device, env_seed_offset=7919 * resumes, task_ids=own)
     learner = Learner(model, layout, config, device)
-    logger = MetricsLogger(run_dir, names)
-    console = TrainingConsole(config, layout, model, device, enabled=show_progress)
-    all_ids = list(range(len(tasks)))
+    if info.enabled:
+        broadcast_parameters(model)
+        broadcast_parameters(learner.target)
+        learner.distributed = True
+    logger = MetricsLogger(rank_dir, names)
+    console = TrainingConsole(config, layout, model, device, enabled=show_progress and info.is_main)
     dps = DPSController([t.spec for t in tasks], config.model.lora_stages, config.dps) if config.dps.enabled else None
     if checkpoint is not None:
         loop, env_obs = restore_run(checkpoint, learner, collector, dps, logger)
@@ -147,7 +159,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         return dps.active_tasks() if dps is not None else all_ids
 
     def collecting() -> list[int]:
-        return [t for t in training_ids() if steps_of(t) < budget]
+        """This rank's unsolved tasks still under budget."""
+        return [t for t in training_ids() if t in own and steps_of(t) < budget]
 
     def log_dps(switched: int | None) -> None:
         if dps is None:
@@ -159,15 +172,16 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **values})
 
     def checkpoint_now() -> Path:
-        return save_run(run_dir, learner, collector, loop, dps, logger, time.perf_counter() - start, train_cfg.keep_checkpoints)
+        return save_run(rank_dir, learner, collector, loop, dps, logger, time.perf_counter() - start, train_cfg.keep_checkpoints)
 
     with console, _stop_signals() as stop:  # the live display always stops, also on errors
-        while collecting():
+        while sync.any(bool(collecting())):
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
-            stats = collector.step(model, active)
-            loop.clock += (sum(steps_of(t) for t in active) - before) / len(active)
+            stats = collector.step(model, active) if active else {"episodes": [], "search": []}
+            gained, count = sync.sum([sum(steps_of(t) for t in active) - before, len(active)])
+            loop.clock += gained / max(count, 1)
             for tid, ret, length in stats["episodes"]:
                 loop.recent_returns[tid] = (loop.recent_returns[tid] + [ret])[-20:]
                 logger.scalars({f"task{tid}/collect/return": ret, f"task{tid}/collect/length": length}, steps_of(tid))
@@ -176,16 +190,21 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                 learner.task_weights = difficulty_weights(progress, train_cfg.difficulty_temperature)
             # 2. Learn: the updates owed by the replay ratio, once every training task has enough data.
             learn_ids = training_ids()
-            if learn_ids and all(steps_of(t) >= train_cfg.learning_starts for t in learn_ids):
+            local_ids = [t for t in learn_ids if t in own]
+            learner.grad_weight = len(local_ids) / max(len(learn_ids), 1)
+            if learn_ids and sync.all(all(steps_of(t) >= train_cfg.learning_starts for t in local_ids)):
                 owed = int(train_cfg.replay_ratio * (loop.clock - train_cfg.learning_starts)) - learner.updates
                 for _ in range(max(0, owed)):
-                    metrics = learner.update(learner.sample(collector.replays, learn_ids))
+                    if local_ids:
+                        metrics = learner.update(learner.sample(collector.replays, local_ids))
+                    else:  # every task of this rank is solved: join the step with zero gradients
+                        metrics = learner.idle_update()
                     if "nonfinite" in metrics:  # skipped; too many in a row: back to the last checkpoint
                         loop.nonfinite_skipped += 1
                         nonfinite_in_a_row += 1
                         logger.scalars({"nonfinite_skipped": loop.nonfinite_skipped}, int(loop.clock))
                         if nonfinite_in_a_row >= train_cfg.max_nonfinite_updates:
-                            _roll_back(run_dir, learner, dps, config)
+                            _roll_back(rank_dir, learner, dps, config)
                             loop.rollbacks += 1
                             nonfinite_in_a_row = 0
                         continue
@@ -203,27 +222,30 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                 log_dps(switched)
             # 3. Evaluate (every task, solved ones too) and checkpoint at fixed per-task step counts, and at the end.
             progress_steps = int(loop.clock)
-            finished = not collecting()
+            finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
-                loop.latest_eval = evaluate(model, tasks, layout, config, device)
-                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, sum(steps_of(t) for t in all_ids))
+                loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
+                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]))
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
                     log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
             if progress_steps >= loop.next_ckpt or finished:
                 loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
                 checkpoint_now()
-            if stop["stop"] and not finished:
+            if sync.any(stop["stop"]) and not finished:
                 raise TrainingInterrupted(checkpoint_now())
             stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
             console.update(sum(steps_of(t) for t in all_ids), learner.updates, loop.latest_eval, loop.recent_returns, metrics, stage)
 
     wall = time.perf_counter() - start
-    total_steps = sum(steps_of(t) for t in all_ids)
+    per_task_steps = [int(x) for x in sync.sum([float(steps_of(t)) if t in own else 0.0 for t in all_ids])]
+    crashes = [int(x) for x in sync.sum([float(collector.env_crashes().get(t, 0)) for t in all_ids])]
+    total_steps = sum(per_task_steps)
     summary = {
         "suite": config.suite,
         "config_hash": config.hash(),
-        "env_steps_per_task": {names[t]: steps_of(t) for t in all_ids},
+        "processes": info.world,
+        "env_steps_per_task": {names[t]: per_task_steps[t] for t in all_ids},
         "env_steps_total": total_steps,
         "updates": learner.updates,
         "wall_s": round(wall, 2),
@@ -234,7 +256,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         "final_eval": {names[t]: loop.latest_eval.get(t, {}) for t in all_ids},
         "robustness": {
             "resumes": loop.resumes,
-            "env_restarts": {names[t]: n for t, n in collector.env_crashes().items()},
+            "env_restarts": {names[t]: crashes[t] for t in all_ids},
             "nonfinite_updates_skipped": loop.nonfinite_skipped,
             "rollbacks": loop.rollbacks,
         },
@@ -245,10 +267,12 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
     logger.write_json(summary)
     logger.close()
+    result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall)
+    if not info.is_main:
+        return result
     from scalezero.report import write_report
 
     report = write_report(run_dir)
-    result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall)
     console.finish(result, layout, report)
     return result
 
