@@ -1,14 +1,15 @@
 """Ablations on MinAtar: MoE baseline vs + EZ-M consistency losses vs + MoW task clustering.
 
-Every variant is the minatar suite with 4 MoE experts (top-1, shared expert) at the same
-environment budget per game; only the named option changes:
+Every variant is the MinAtar benchmarks' MoE configuration (``common.minatar_suite``: 4 routed
+experts, top-1, beside a shared one; the baseline is the very same runs as the MoE agent of
+multitask.py) at the same environment budget per game; only the named option changes:
 
 * ``moe``: the baseline;
 * ``moe+consistency``: temporal consistency (SimSiam head, weight 2) and path consistency (weight 0.5);
 * ``moe+clustering``: task clustering every 500 updates into at most 2 clusters, experts per cluster.
 
-Scores are normalised per game by the random and target returns of the suite (random 0,
-target 1), so games weigh equally.
+Scores are normalised per game by the random-policy return and the CPU-budget target of
+``common.CPU_TARGETS`` (random 0, target 1), so games weigh equally.
 
     python benchmarks/ablations.py --seeds 0 1 --parallel 2 --steps 20000   # hours on 2 CPU cores
     python benchmarks/ablations.py --smoke --out /tmp/ablations_smoke       # tiny settings, minutes
@@ -24,12 +25,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, merge, run_all, write_result  # noqa: E402
+from common import CPU_TARGETS, RESULTS, merge, minatar_suite, run_all, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
     "search": {"num_simulations": 4},
@@ -39,10 +38,7 @@ SMOKE = {
 
 
 def variants(steps: int | None) -> dict[str, dict]:
-    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
-    base = merge(base, {"model": {"moe_num_experts": 4, "moe_top_k": 1, "moe_shared_expert": True}})
-    if steps is not None:
-        base = merge(base, {"train": {"env_steps": steps}})
+    base = minatar_suite(moe=True, steps=steps)
     return {
         "moe": base,
         "moe+consistency": merge(base, {"model": {"consistency_head": True}, "train": {"temporal_consistency_weight": 2.0, "path_consistency_weight": 0.5}}),
@@ -55,16 +51,14 @@ def normalised(returns: dict[str, float]) -> dict[str, float]:
 
     out = {}
     for game, r in returns.items():
-        spec = get_task(game).spec
-        low = spec.random_return or 0.0
-        out[game] = (r - low) / (spec.target_return - low)
+        low = get_task(game).spec.random_return or 0.0
+        out[game] = (r - low) / (CPU_TARGETS[game] - low)
     return out
 
 
-def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
+def summarise(all_runs: dict[str, list[dict]]) -> dict:
     result: dict = {"variants": {}}
-    for name in names:
-        runs = [json.loads((out / f"{name}-s{s}" / "metrics.json").read_text()) for s in seeds]
+    for name, runs in all_runs.items():
         finals = [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs]
         scores = [float(np.mean(list(normalised(f).values()))) for f in finals]
         result["variants"][name] = {
@@ -111,8 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=None, help="env steps per game (default: the minatar suite's)")
-    parser.add_argument("--out", default="runs/ablations")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
+    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with multitask.py and dps.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -120,8 +114,7 @@ def main() -> None:
     if args.smoke:
         table = {k: merge(v, {**SMOKE, "train": {**SMOKE["train"], "cluster_every": v["train"].get("cluster_every", 0) and 5}}) for k, v in table.items()}
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
-    run_all(jobs, out, args.parallel, "ablations")
-    result = summarise(out, list(table), args.seeds)
+    result = summarise(run_all(jobs, out, args.parallel, "ablations"))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     name = "ablations_smoke" if args.smoke else "ablations"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")

@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict:
@@ -59,12 +62,21 @@ def merge(a: dict, b: dict) -> dict:
     return {k: (merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
 
 
-def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
-    """One ``scalezero train`` process in ``out/<name>-s<seed>`` with one torch thread; a run
-    whose ``metrics.json`` exists is skipped, so benchmarks resume after an interruption."""
-    import yaml
+def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
+    """``out/<name>-<digest>-s<seed>``: the digest is taken over the suite's settings, so two
+    benchmarks that train the same configuration in the same ``out`` share its runs, and a
+    changed configuration never reuses an old run by mistake."""
+    import hashlib
 
-    run = out / f"{name}-s{seed}"
+    settings = {k: v for k, v in suite.items() if k != "suite"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return out / f"{name}-{digest}-s{seed}"
+
+
+def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
+    """One ``scalezero train`` process in :func:`run_path` with one torch thread; a run whose
+    ``metrics.json`` exists is skipped, so benchmarks resume after an interruption."""
+    run = run_path(out, name, suite, seed)
     if (run / "metrics.json").exists():
         print(f"[skip] {run.name} (finished earlier)")
         return run
@@ -84,8 +96,9 @@ def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
     return run
 
 
-def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: str) -> None:
-    """Run ``(name, suite, seed)`` jobs ``parallel`` at a time under a progress bar."""
+def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: str) -> dict[str, list[dict]]:
+    """Run ``(name, suite, seed)`` jobs ``parallel`` at a time under a progress bar; returns
+    name -> the runs' ``metrics.json`` contents, in the order of the jobs (seeds)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -93,5 +106,38 @@ def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: 
     with Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
         task = bar.add_task("runs", total=len(jobs))
         with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for _ in pool.map(lambda job: run_training(*job, out), jobs):
+            paths = []
+            for path in pool.map(lambda job: run_training(*job, out), jobs):
+                paths.append(path)
                 bar.advance(task)
+    metrics: dict[str, list[dict]] = {}
+    for (name, _, _), path in zip(jobs, paths):
+        metrics.setdefault(name, []).append(json.loads((path / "metrics.json").read_text()))
+    return metrics
+
+
+#: Returns per MinAtar game that a multi-task agent reaches within the CPU budget of these
+#: benchmarks (20,000 steps per game; chosen from the runs in BENCHMARKS.md). DPS uses them as
+#: targets (a game that reaches its target is solved); the ablations normalise by them.
+CPU_TARGETS = {
+    "minatar-breakout": 3.0,
+    "minatar-asterix": 1.0,
+    "minatar-freeway": 1.0,
+    "minatar-seaquest": 0.5,
+    "minatar-space_invaders": 10.0,
+}
+
+
+def minatar_suite(moe: bool, steps: int | None = None) -> dict:
+    """The minatar suite as the MinAtar benchmarks train it: every benchmark starts from here,
+    so their MoE baselines are one and the same configuration (and one set of runs).
+
+    Evaluations every 5,000 steps per game (32 episodes each) and the gradient-conflict
+    diagnostic every 100 updates; ``moe`` adds 4 routed experts (top-1) beside a shared one."""
+    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
+    base = merge(base, {"train": {"eval_every": 5000, "conflict_every": 100}})
+    if moe:
+        base = merge(base, {"model": {"moe_num_experts": 4, "moe_top_k": 1, "moe_shared_expert": True}})
+    if steps is not None:
+        base = merge(base, {"train": {"env_steps": steps}})
+    return base

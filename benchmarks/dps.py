@@ -1,9 +1,10 @@
 """Dynamic Parameter Scaling on MinAtar: plain MoE multi-task vs MoE + DPS, same budget per game.
 
-Both agents use the minatar suite with 4 MoE experts; the DPS agent adds LoRA stages and the
-DPS controller. Each game gets a target return that a multi-task agent reaches within the CPU
-budget (``TARGETS``, chosen from the MinAtar runs in BENCHMARKS.md), so solved games leave
-training and save environment steps.
+Both agents are the MinAtar benchmarks' MoE configuration (``common.minatar_suite``; the plain
+agent is the very same runs as the MoE agent of multitask.py); the DPS agent adds LoRA stages
+and the DPS controller. Each game gets a target return that a multi-task agent reaches within
+the CPU budget (``common.CPU_TARGETS``), so solved games leave training and save environment
+steps.
 
 The score of a run at an evaluation is the mean over games of ``(return - random) / (target -
 random)`` capped at 1. Seeds are averaged evaluation by evaluation (score and total steps).
@@ -25,19 +26,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, merge, run_all, write_result  # noqa: E402
+from common import CPU_TARGETS as TARGETS  # noqa: E402
+from common import RESULTS, merge, minatar_suite, run_all, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-TARGETS = {
-    "minatar-breakout": 3.0,
-    "minatar-asterix": 1.0,
-    "minatar-freeway": 1.0,
-    "minatar-seaquest": 0.5,
-    "minatar-space_invaders": 10.0,
-}
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
     "search": {"num_simulations": 4},
@@ -46,15 +39,11 @@ SMOKE = {
 }
 
 
-def variants(steps: int | None, eval_every: int) -> dict[str, dict]:
-    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
-    base["tasks"] = [{"name": t["name"], "target_return": TARGETS[t["name"]]} for t in base["tasks"]]
-    base = merge(base, {"model": {"moe_num_experts": 4, "moe_top_k": 1, "moe_shared_expert": True}, "train": {"eval_every": eval_every}})
-    if steps is not None:
-        base = merge(base, {"train": {"env_steps": steps}})
+def variants(steps: int | None) -> dict[str, dict]:
+    base = minatar_suite(moe=True, steps=steps)
     updates = int(base["train"]["replay_ratio"] * (base["train"]["env_steps"] - base["train"]["learning_starts"]))
     dps = merge(
-        base,
+        {**base, "tasks": [{"name": t["name"], "target_return": TARGETS[t["name"]]} for t in base["tasks"]]},
         {
             "model": {"lora_stages": 4, "lora_rank": 8, "lora_alpha": 16.0},
             # Stage 0 gets the first fifth of the updates; each later stage at most a fifth.
@@ -84,11 +73,11 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float
     return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(n)]
 
 
-def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
+def summarise(runs: dict[str, list[dict]]) -> dict:
     from scalezero.tasks import get_task
 
     specs = {g: (get_task(g).spec.random_return or 0.0, t) for g, t in TARGETS.items()}
-    runs = {n: [json.loads((out / f"{n}-s{s}" / "metrics.json").read_text()) for s in seeds] for n in names}
+    names = list(runs)
     curves = {n: [score_curve(m, specs) for m in ms] for n, ms in runs.items()}
     reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
     result: dict = {"reference_score": reference, "targets": TARGETS, "variants": {}}
@@ -138,18 +127,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=None, help="env steps per game (default: the minatar suite's)")
-    parser.add_argument("--eval-every", type=int, default=2500, help="env steps per game between evaluations")
-    parser.add_argument("--out", default="runs/dps")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
+    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with multitask.py and ablations.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     args = parser.parse_args()
     out = Path(args.out)
-    table = variants(args.steps, args.eval_every)
+    table = variants(args.steps)
     if args.smoke:
         table = {k: merge(v, SMOKE if k == "moe-dps" else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
-    run_all(jobs, out, args.parallel, "DPS benchmark")
-    result = summarise(out, list(table), args.seeds)
+    result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark"))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     name = "dps_smoke" if args.smoke else "dps"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")

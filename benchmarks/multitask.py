@@ -5,7 +5,7 @@ Same environment-step budget per game for every agent, several seeds. Each train
 ``metrics.json`` exists) are skipped, so the benchmark can be resumed after an interruption.
 Runs go ``--parallel`` at a time with one torch thread each.
 
-    python benchmarks/multitask.py --seeds 0 1 --parallel 2 --steps 20000   # ~2.3 h on 2 CPU cores
+    python benchmarks/multitask.py --seeds 0 1 --parallel 2 --steps 20000   # hours on 2 CPU cores
     python benchmarks/multitask.py --smoke --out /tmp/mt_smoke         # tiny settings, minutes
 
 Writes ``benchmarks/results/multitask.json`` and ``benchmarks/results/multitask.png``: per-game
@@ -21,12 +21,9 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, merge, run_all, write_result  # noqa: E402
+from common import RESULTS, merge, minatar_suite, run_all, write_result  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
     "search": {"num_simulations": 4},
@@ -34,17 +31,13 @@ SMOKE = {
 }
 
 
-def variants(moe_experts: int) -> dict[str, dict]:
-    """Name -> suite overlay. Single-task agents use the minatar suite's settings with one game."""
-    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "minatar.yaml").read_text())
-    games = [t["name"] for t in base["tasks"]]
-    out = {f"single-{g.removeprefix('minatar-')}": {**base, "tasks": [{"name": g}]} for g in games}
-    out["dense"] = {**base, "train": {**base["train"], "conflict_every": 100}}
-    out["moe"] = {
-        **base,
-        "model": {**base["model"], "moe_num_experts": moe_experts, "moe_top_k": 1, "moe_shared_expert": True},
-        "train": {**base["train"], "conflict_every": 100},
-    }
+def variants(steps: int | None) -> dict[str, dict]:
+    """Name -> suite. Single-task agents use the dense multi-task settings with one game."""
+    dense = minatar_suite(moe=False, steps=steps)
+    alone = {**dense, "train": {**dense["train"], "conflict_every": 0}}  # one task: nothing to conflict with
+    out = {f"single-{t['name'].removeprefix('minatar-')}": {**alone, "tasks": [t]} for t in dense["tasks"]}
+    out["dense"] = dense
+    out["moe"] = minatar_suite(moe=True, steps=steps)
     return out
 
 
@@ -60,10 +53,9 @@ def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def summarise(out: Path, names: list[str], seeds: list[int]) -> dict:
+def summarise(runs: dict[str, list[dict]]) -> dict:
     per_variant: dict[str, dict] = {}
-    for name in names:
-        summaries = [json.loads((out / f"{name}-s{s}" / "metrics.json").read_text()) for s in seeds]
+    for name, summaries in runs.items():
         returns: dict[str, list[float]] = {}
         for m in summaries:
             for game, r in m["summary"]["final_eval"].items():
@@ -112,23 +104,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--moe-experts", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=None, help="env steps per game for every agent (default: the minatar suite's)")
-    parser.add_argument("--out", default="runs/multitask")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game for every agent")
+    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with dps.py and ablations.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     args = parser.parse_args()
     out = Path(args.out)
-    table = variants(args.moe_experts)
+    table = variants(args.steps)
     if args.smoke:
         table = {k: merge(v, SMOKE) for k, v in table.items()}
-    elif args.steps is not None:
-        table = {k: merge(v, {"train": {"env_steps": args.steps}}) for k, v in table.items()}
     # Longest runs first within each seed, so the parallel slots finish close together.
     order = sorted(table, key=lambda n: n.startswith("single-"))
     jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
-    run_all(jobs, out, args.parallel, "multitask benchmark")
-    result = summarise(out, list(table), args.seeds)
-    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": args.moe_experts, "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
+    result = summarise(run_all(jobs, out, args.parallel, "multitask benchmark"))
+    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": table["moe"]["model"]["moe_num_experts"], "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
     name = "multitask_smoke" if args.smoke else "multitask"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
     path = write_result(name, result) if not args.smoke else out / f"{name}.json"
