@@ -26,7 +26,9 @@ class StepResult:
 
     ``obs`` is the observation to act on next (already the reset observation for copies
     whose episode ended); ``final_obs`` holds the last observation of ended episodes
-    (undefined elsewhere); ``episode_return``/``episode_length`` are set where ``done``.
+    (undefined elsewhere); ``episode_return``/``episode_length`` are set where ``done``,
+    and ``episode_success`` too (1.0/0.0) for tasks with a success metric (NaN otherwise).
+    ``legal`` is ``[num_envs, num_actions]``: the actions legal at ``obs``.
     """
 
     obs: np.ndarray
@@ -36,6 +38,8 @@ class StepResult:
     final_obs: np.ndarray
     episode_return: np.ndarray
     episode_length: np.ndarray
+    episode_success: np.ndarray | None = None
+    legal: np.ndarray | None = None
 
     @property
     def done(self) -> np.ndarray:
@@ -77,20 +81,52 @@ class EnvBatch:
     episode ends there as truncated (final observation: the last one it returned) and the
     restart is counted in ``crashes``, so one broken copy never stops training. Observations
     of the wrong shape are a bug in the task and stop with a message naming it.
+    ``evaluation`` builds the copies with the task's ``make_eval_env`` where it has one.
+
+    Attributes:
+        obs: ``[num_envs, *obs_shape]`` the observations to act on next.
+        legal: ``[num_envs, num_actions]`` bool, the actions legal at ``obs`` (the spec's
+            static set, or the env's ``legal_actions()`` where it has one).
     """
 
-    def __init__(self, task: Task, num_envs: int, seed: int, max_episode_steps: int | None = None, step_timeout_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int,
+        seed: int,
+        max_episode_steps: int | None = None,
+        step_timeout_s: float = 0.0,
+        evaluation: bool = False,
+    ) -> None:
         self.task = task
         self.num_envs = num_envs
         self.seed = seed
         self.step_timeout_s = step_timeout_s
         self.crashes = 0
-        self.envs = [task.make_env(seed + i) for i in range(num_envs)]
+        self.factory = (task.make_eval_env if evaluation else None) or task.make_env
+        self.envs = [self.factory(seed + i) for i in range(num_envs)]
         limit = task.spec.max_episode_steps
         self.max_episode_steps = min(x for x in (limit, max_episode_steps) if x) if (limit or max_episode_steps) else None
         self._returns = np.zeros(num_envs, dtype=np.float64)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
+        self._success = np.zeros(num_envs, dtype=bool)
+        spec = task.spec
+        self._static_legal = np.zeros(spec.num_actions, dtype=bool)
+        self._static_legal[list(spec.legal_actions) if spec.legal_actions is not None else slice(None)] = True
         self.obs = np.stack([self._checked(env.reset(), "reset") for env in self.envs])
+        self.legal = np.stack([self._legal_of(i) for i in range(num_envs)])
+
+    def _legal_of(self, i: int) -> np.ndarray:
+        """The actions copy ``i`` allows now: its ``legal_actions()`` within the spec's set."""
+        get = getattr(self.envs[i], "legal_actions", None)
+        if get is None:
+            return self._static_legal
+        legal = np.asarray(get(), dtype=bool)
+        if legal.shape != self._static_legal.shape:
+            raise ValueError(f"task {self.task.spec.name!r}: legal_actions() returned shape {legal.shape}, expected {self._static_legal.shape}")
+        legal = legal & self._static_legal
+        # An env that allows nothing would leave the search without a choice: fall back to the static set.
+        return legal if legal.any() else self._static_legal
 
     def _checked(self, obs: Any, where: str) -> np.ndarray:
         obs = np.asarray(obs)
@@ -109,16 +145,28 @@ class EnvBatch:
             self.envs[i].close()
         except Exception:  # a broken env may fail to close as well; it is dropped either way
             pass
-        self.envs[i] = self.task.make_env(self.seed + i + 7919 * self.crashes)
+        self.envs[i] = self.factory(self.seed + i + 7919 * self.crashes)
         with _time_limit(self.step_timeout_s):
             return self._checked(self.envs[i].reset(), "reset")
 
-    def step(self, actions: np.ndarray) -> StepResult:
-        """Step every copy with ``actions [num_envs]`` (task-local action ids)."""
-        n = self.task.spec.num_actions
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        spec = self.task.spec
         actions = np.asarray(actions)
+        if spec.continuous:
+            if actions.shape != (self.num_envs, spec.action_dim) or not np.isfinite(actions).all():
+                raise ValueError(f"{spec.name}: actions must be [{self.num_envs}, {spec.action_dim}] finite floats, got shape {actions.shape}")
+            return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        n = spec.num_actions
         if actions.shape != (self.num_envs,) or (actions < 0).any() or (actions >= n).any():
-            raise ValueError(f"{self.task.spec.name}: actions must be {self.num_envs} integers in [0, {n}), got {actions!r}")
+            raise ValueError(f"{spec.name}: actions must be {self.num_envs} integers in [0, {n}), got {actions!r}")
+        return actions
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Step every copy with ``actions``: ``[num_envs]`` task-local action ids, or
+        ``[num_envs, action_dim]`` floats in [-1, 1] for a continuous task (clipped there)."""
+        actions = self._check_actions(actions)
+        continuous = self.task.spec.continuous
+        has_success = self.task.spec.success_metric
         obs = np.empty_like(self.obs)
         final_obs = np.empty_like(self.obs)
         reward = np.zeros(self.num_envs, dtype=np.float32)
@@ -126,11 +174,15 @@ class EnvBatch:
         truncated = np.zeros(self.num_envs, dtype=bool)
         ep_return = np.zeros(self.num_envs, dtype=np.float64)
         ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        ep_success = np.full(self.num_envs, np.nan)
+        legal = self.legal.copy()
         for i, env in enumerate(self.envs):
             error: BaseException | None = None
             try:
                 with _time_limit(self.step_timeout_s):
-                    o, r, term, trunc = env.step(int(actions[i]))
+                    o, r, term, trunc = env.step(actions[i] if continuous else int(actions[i]))
+                    if has_success:
+                        self._success[i] |= bool(env.is_success())
                 o = self._checked(o, "step")
             except ObservationShapeError:
                 raise
@@ -147,11 +199,15 @@ class EnvBatch:
             if term or trunc:
                 final_obs[i] = o
                 ep_return[i], ep_length[i] = self._returns[i], self._lengths[i]
-                self._returns[i], self._lengths[i] = 0.0, 0
+                if has_success:
+                    ep_success[i] = float(self._success[i])
+                self._returns[i], self._lengths[i], self._success[i] = 0.0, 0, False
                 o = self._restart(i, error) if error is not None else self._reset(i)
             obs[i] = o
+            legal[i] = self._legal_of(i)
         self.obs = obs
-        return StepResult(obs, reward, terminated, truncated, final_obs, ep_return, ep_length)
+        self.legal = legal
+        return StepResult(obs, reward, terminated, truncated, final_obs, ep_return, ep_length, ep_success, legal)
 
     def _reset(self, i: int) -> np.ndarray:
         try:

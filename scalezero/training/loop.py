@@ -8,6 +8,7 @@ replay ratio; evaluation and checkpoints happen at fixed per-task step counts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -22,7 +23,7 @@ import torch
 
 from scalezero.config import Config, ConfigError, save_config
 from scalezero.model import WorldModel
-from scalezero.tasks import SuiteLayout, Task, TaskSpec, get_task, make_layout
+from scalezero.tasks import SuiteLayout, Task, get_task, make_layout
 from scalezero.tasks.gymnasium_task import cached_gymnasium_task
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
@@ -62,8 +63,7 @@ def resolve_tasks(config: Config) -> tuple[list[Task], SuiteLayout]:
             continue
         task = get_task(entry.name)
         if entry.target_return is not None:
-            spec = task.spec
-            task = Task(spec=TaskSpec(**{**spec.__dict__, "target_return": entry.target_return}), make_env=task.make_env)
+            task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, target_return=entry.target_return))
         tasks.append(task)
     return tasks, make_layout([t.spec for t in tasks])
 
