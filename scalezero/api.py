@@ -98,13 +98,22 @@ class Agent:
             raise KeyError(f"unknown task {task!r} for this agent; its tasks: {', '.join(self._ids)}")
         return self._ids[task]
 
-    def make_env(self, task: str, seed: int = 0) -> Any:
-        """A fresh copy of ``task``'s environment (``reset() -> obs``, ``step(a) -> obs, r, term, trunc``)."""
-        return self._tasks[self._task_id(task)].make_env(seed)
+    def make_env(self, task: str, seed: int = 0, evaluation: bool = False) -> Any:
+        """A fresh copy of ``task``'s environment (``reset() -> obs``, ``step(a) -> obs, r, term, trunc``);
+        ``evaluation`` gives the version evaluation plays (e.g. Atari without the end of
+        episode at a lost life), where the task has one."""
+        spec_task = self._tasks[self._task_id(task)]
+        factory = (spec_task.make_eval_env if evaluation else None) or spec_task.make_env
+        return factory(seed)
 
-    def act(self, obs: np.ndarray, task: str, new_episode: bool = False, greedy: bool = True) -> int | np.ndarray:
-        """The searched action for one observation (returns an int) or a batch ``[N, *shape]``
-        of observations from ``N`` parallel episodes (returns ``[N]`` actions)."""
+    def act(
+        self, obs: np.ndarray, task: str, new_episode: bool = False, greedy: bool = True, legal: np.ndarray | None = None
+    ) -> int | np.ndarray:
+        """The searched action for one observation or a batch ``[N, *shape]`` of observations
+        from ``N`` parallel episodes. Discrete tasks: an int (``[N]`` ints for a batch);
+        continuous tasks: a vector in ``[-1, 1]^action_dim`` (``[N, action_dim]``).
+        ``legal`` (``[num_actions]`` or ``[N, num_actions]`` bool) restricts a discrete task to
+        the actions legal now, e.g. an env's ``legal_actions()``."""
         from scalezero.training.acting import ContextHistory, search_actions
 
         t = self._task_id(task)
@@ -116,16 +125,21 @@ class Agent:
         batch = self.layout.pad_obs(t, obs[None] if single else obs)
         history = self._histories.get(t)
         if new_episode or history is None or history.obs.shape[0] != batch.shape[0]:
-            self._histories[t] = ContextHistory(batch, self.config.train.context_steps)
+            self._histories[t] = ContextHistory(batch, self.config.train.context_steps, self.layout.action_dim)
         else:
             history.advance(self._last[t], batch, np.zeros(batch.shape[0], dtype=bool))
+        masks = None
+        if legal is not None:
+            masks = {t: np.asarray(legal, dtype=bool).reshape(batch.shape[0], -1)}
         result = search_actions(
             self.model, self.layout, {t: self._histories[t]}, self.config.search, self.config.train.discount,
-            self._rng, explore=not greedy, device=self.device,
+            self._rng, explore=not greedy, device=self.device, legal=masks,
         )  # fmt: skip
-        actions = result.outputs[t].action
-        self._last[t] = actions
-        return int(actions[0]) if single else actions
+        out = result.outputs[t]
+        self._last[t] = out.actions
+        if self.layout.continuous:
+            return out.env_actions[0] if single else out.env_actions
+        return int(out.env_actions[0]) if single else out.env_actions
 
     def evaluate(self, episodes: int = 10) -> dict[str, dict[str, float]]:
         """Greedy evaluation of every task: task name -> return mean/std, length, episodes."""

@@ -123,6 +123,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _play(args: argparse.Namespace) -> int:
+    from scalezero.play import play
+
+    written = play(args.run, args.task, seed=args.seed, max_steps=args.max_steps, fps=args.fps, device=args.device)
+    print(f"{args.task}: return {written['return']:.3f} in {written['length']} steps")
+    for key in ("gif", "transcript"):
+        if key in written:
+            print(f"written: {written[key]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalezero", description="One world model for many tasks: multi-task MuZero-style planning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run", required=True, action="append", help="run directory (repeat to compare runs or add seeds)")
     r.add_argument("--out", help="output directory (default: the run, or <parent>/report for several runs)")
     r.set_defaults(func=_report)
+    p = sub.add_parser("play", help="play one greedy episode of a task and save it (GIF and/or transcript) under DIR/play/")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--task", required=True, help="one of the run's tasks")
+    p.add_argument("--seed", type=int, default=0, help="environment seed")
+    p.add_argument("--max-steps", type=int, default=2_000, help="stop the episode after this many steps")
+    p.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.set_defaults(func=_play)
     return parser
 
 

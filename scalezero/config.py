@@ -83,6 +83,9 @@ class ModelConfig:
     lora_targets: tuple[str, ...] = ("attention", "experts", "ffn")
     """Linears that get adapters: ``attention`` (q/k/v/out projections), ``experts`` (routed MoE
     experts), ``ffn`` (dense feed-forward blocks and the shared expert)."""
+    policy_init_std: float = 0.5
+    """Continuous tasks: standard deviation (before the tanh squash) of the Gaussian policy at
+    initialisation; the learned scale stays within exp([-5, 1])."""
 
     def validate(self) -> None:
         _check(self.embed_dim >= 8, "model.embed_dim", "an integer >= 8", self.embed_dim)
@@ -111,6 +114,7 @@ class ModelConfig:
         _check(self.lora_alpha > 0, "model.lora_alpha", "a float > 0", self.lora_alpha)
         _check(0.0 <= self.lora_dropout < 1.0, "model.lora_dropout", "a float in [0, 1)", self.lora_dropout)
         _check(0.0 <= self.lora_scale_bound < 1.0, "model.lora_scale_bound", "a float in [0, 1)", self.lora_scale_bound)
+        _check(0.0068 < self.policy_init_std < 2.71, "model.policy_init_std", "a float in (exp(-5), exp(1))", self.policy_init_std)
         for target in self.lora_targets:
             _check(target in LORA_TARGETS, "model.lora_targets", f"a list drawn from {LORA_TARGETS}", list(self.lora_targets))
         if self.moe_num_experts > 0:
@@ -152,6 +156,15 @@ class SearchConfig:
     """Gumbel: see ``c_visit``."""
     collect_temperature: float = 0.25
     """Temperature applied to visit counts when sampling actions in collection (pUCT)."""
+    num_samples: int = 8
+    """Continuous tasks (Sampled MuZero): actions drawn from the policy at every node; the
+    search chooses among them."""
+    sample_mode_action: bool = True
+    """Continuous tasks: the first of each node's candidates is the policy's squashed mean
+    instead of a random draw, so the greedy action is always considered."""
+    root_sample_std_scale: float = 1.0
+    """Continuous tasks, collection only: the root's draws use the policy's spread times this
+    (more than 1 explores more widely)."""
 
     def validate(self) -> None:
         _check(self.algorithm in SEARCH_ALGORITHMS, "search.algorithm", f"one of {SEARCH_ALGORITHMS}", self.algorithm)
@@ -165,6 +178,8 @@ class SearchConfig:
         _check(self.c_visit > 0, "search.c_visit", "a float > 0", self.c_visit)
         _check(self.c_scale > 0, "search.c_scale", "a float > 0", self.c_scale)
         _check(self.collect_temperature > 0, "search.collect_temperature", "a float > 0", self.collect_temperature)
+        _check(self.num_samples >= 2, "search.num_samples", "an integer >= 2", self.num_samples)
+        _check(self.root_sample_std_scale > 0, "search.root_sample_std_scale", "a float > 0", self.root_sample_std_scale)
 
 
 @dataclass(frozen=True)
@@ -354,7 +369,8 @@ class TaskEntry:
     max_episode_steps: int | None = None
     """Episode cap of an ``entry_point`` task (None: the env's own TimeLimit, if any)."""
     action_bins: int = 5
-    """Values per dimension when a continuous (Box) action space is discretised."""
+    """A continuous (Box) action space of an ``entry_point`` task: 0 keeps it continuous
+    (sampled search); n >= 2 discretises it into n values per dimension."""
 
     def validate(self) -> None:
         from scalezero.tasks import available_tasks
@@ -368,7 +384,7 @@ class TaskEntry:
             return
         _check(self.name not in names, f"{where}.name", "a name that is not a built-in task when entry_point is given", self.name)
         _check(self.target_return is not None, f"{where}.target_return", "a number (required with entry_point)", self.target_return)
-        _check(self.action_bins >= 2, f"{where}.action_bins", "an integer >= 2", self.action_bins)
+        _check(self.action_bins == 0 or self.action_bins >= 2, f"{where}.action_bins", "0 (continuous) or an integer >= 2", self.action_bins)
         _check(self.max_episode_steps is None or self.max_episode_steps >= 1, f"{where}.max_episode_steps", "an integer >= 1 or null", self.max_episode_steps)
         from scalezero.tasks.gymnasium_task import TaskDefinitionError, cached_gymnasium_task
 

@@ -62,3 +62,15 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     evaluated = json.loads((run / "eval.json").read_text())
     assert evaluated["checkpoint"] == "ckpt_96"
     assert set(evaluated["results"]) == {"cartpole", "minatar-breakout"}
+    # Watch it: an image task gives a GIF and a transcript, a vector task a transcript.
+    assert main(["play", "--run", str(run), "--task", "minatar-breakout", "--max-steps", "30"]) == 0
+    gif, text = run / "play" / "minatar-breakout-seed0.gif", run / "play" / "minatar-breakout-seed0.txt"
+    from PIL import Image
+
+    with Image.open(gif) as image:
+        assert image.n_frames >= 2 and image.size == (200, 200)
+    assert text.read_text().startswith("minatar-breakout, seed 0: return")
+    assert main(["play", "--run", str(run), "--task", "cartpole", "--max-steps", "30"]) == 0
+    lines = (run / "play" / "cartpole-seed0.txt").read_text().splitlines()
+    assert lines[2].startswith("step     1  action") and not (run / "play" / "cartpole-seed0.gif").exists()
+    assert main(["play", "--run", str(run), "--task", "pong"]) == 2

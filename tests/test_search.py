@@ -235,6 +235,42 @@ def test_masked_actions_get_nothing(algorithm: str, explore: bool) -> None:
     assert out.policy_target.dtype == out.root_value.dtype == out.q_values.dtype == np.float32
 
 
+class TwoMaskModel(PathModel):
+    """Root actions must be in ``root_legal``; deeper nodes only in ``tree_legal``."""
+
+    def __init__(self, seeds, num_actions, root_legal, tree_legal):
+        super().__init__(seeds, num_actions, tree_legal)
+        self.root_legal = root_legal
+        self.deeper_actions: set[int] = set()
+
+    def __call__(self, parents, actions, new_node):
+        for b in range(len(self.seeds)):
+            if parents[b] == 0:
+                assert self.root_legal[b, actions[b]], "root expanded an action illegal now"
+            else:
+                self.deeper_actions.add(int(actions[b]))
+        return super().__call__(parents, actions, new_node)
+
+
+@pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
+@pytest.mark.parametrize("explore", [True, False])
+def test_root_mask_differs_from_the_mask_below_the_root(algorithm: str, explore: bool) -> None:
+    """A text game allows some commands now (root) but others later (inside the tree)."""
+    tree_legal = np.ones((3, 5), dtype=bool)
+    tree_legal[:, 4] = False  # never legal for this task
+    root_legal = np.array([[1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0]], dtype=bool)
+    model = TwoMaskModel([7, 8, 9], 5, root_legal, tree_legal)
+    root = model.root()
+    root.legal = root_legal
+    root.tree_legal = tree_legal
+    root.prior_logits = np.where(root_legal, root.prior_logits, 10.0).astype(np.float32)
+    out = run_search(root, model, SearchConfig(algorithm=algorithm, num_simulations=40), 0.99, np.random.default_rng(1), explore)
+    assert (out.visit_counts[~root_legal] == 0).all() and (out.policy_target[~root_legal] == 0).all()
+    assert root_legal[np.arange(3), out.action].all()
+    assert model.deeper_actions - {0, 1, 2, 3} == set()  # never the task-illegal action
+    assert model.deeper_actions & {0, 3}  # actions illegal at some roots are used deeper down
+
+
 @pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
 def test_discount_two_step_chain(algorithm: str) -> None:
     """Only one legal action: root -> child (r=1, v=0.5) -> grandchild (r=2, v=3)."""

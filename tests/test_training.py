@@ -39,9 +39,10 @@ def test_masked_actions_are_never_chosen_nor_targeted(algorithm, explore):
     rng = np.random.default_rng(0)
     for _ in range(5):
         result = search_actions(model, layout, histories, config.search, 0.99, rng, explore, torch.device("cpu"))
-        for t, out in result.outputs.items():
+        for t, task_out in result.outputs.items():
+            out = task_out.search
             n = tasks[t].spec.num_actions
-            assert (out.action < n).all()
+            assert (out.action < n).all() and (task_out.env_actions == out.action).all()
             assert out.policy_target[:, n:].sum() == 0 and out.visit_counts[:, n:].sum() == 0
             np.testing.assert_allclose(out.policy_target.sum(1), 1.0, rtol=1e-5)
 

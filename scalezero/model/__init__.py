@@ -5,7 +5,7 @@ from scalezero.model.encoders import ImageEncoder, SimNorm, VectorEncoder, make_
 from scalezero.model.heads import Head, Heads, NextLatentHead
 from scalezero.model.support import Support, inverse_value_transform, value_transform
 from scalezero.model.transformer import KVCache, Transformer
-from scalezero.model.tree_cache import TreeSearchModel
+from scalezero.model.tree_cache import ActionSampler, TreeSearchModel
 from scalezero.model.world_model import (
     ILLEGAL_LOGIT,
     RecurrentOutput,
@@ -28,6 +28,7 @@ __all__ = [
     "Support",
     "Transformer",
     "TreeSearchModel",
+    "ActionSampler",
     "VectorEncoder",
     "WorldModel",
     "inverse_value_transform",

@@ -58,16 +58,17 @@ class Heads(nn.Module):
 
     Attributes:
         value: latent token -> value logits ``[..., bins]``.
-        policy: latent token -> policy logits ``[..., num_actions]`` (unmasked).
+        policy: latent token -> policy logits ``[..., num_actions]`` (unmasked), or the
+            parameters ``[..., 2 * action_dim]`` of a continuous policy.
         reward: action token -> reward logits ``[..., bins]``.
         next_latent: action token -> next latent ``[..., D]``.
     """
 
-    def __init__(self, cfg: ModelConfig, num_actions: int) -> None:
+    def __init__(self, cfg: ModelConfig, policy_outputs: int) -> None:
         super().__init__()
         bins = 2 * cfg.support_size + 1
         d, h = cfg.embed_dim, cfg.mlp_hidden
         self.value = Head(d, h, bins)
-        self.policy = Head(d, h, num_actions)
+        self.policy = Head(d, h, policy_outputs)
         self.reward = Head(d, h, bins)
         self.next_latent = NextLatentHead(d, h, cfg.simnorm_group)

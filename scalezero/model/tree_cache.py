@@ -7,6 +7,12 @@ token; the node stores only these two tokens' keys and values. Expanding a child
 root -> p, so the KV cache is shared by all nodes and nothing is recomputed: one
 simulation costs one two-token transformer pass over the path, regardless of how deep the
 tree is. Rows have paths of different depths; shorter ones are padded with masked keys.
+
+Continuous suites (Sampled MuZero): the search works on ``K`` action *slots* per node. Each
+node keeps the ``K`` actions sampled from its own policy when it was created (the root's come
+from the caller); expanding slot ``k`` of node ``p`` feeds the model ``p``'s ``k``-th action.
+Because the candidates are drawn from the policy itself, the search prior over them is
+uniform (Sampled MuZero's ``beta = pi`` case), so the prior logits returned are zeros.
 """
 
 from __future__ import annotations
@@ -19,6 +25,28 @@ from scalezero.model.transformer import KVCache
 from scalezero.model.world_model import RootInference, WorldModel
 
 
+class ActionSampler:
+    """Draws each node's candidate actions from the model's continuous policy.
+
+    ``num_samples`` candidates per node; with ``include_mode`` the first is the policy's
+    squashed mean. ``generator`` makes the draws reproducible.
+    """
+
+    def __init__(self, model: WorldModel, num_samples: int, include_mode: bool, generator: torch.Generator | None = None) -> None:
+        self.model = model
+        self.num_samples = num_samples
+        self.include_mode = include_mode
+        self.generator = generator
+
+    def __call__(self, params: Tensor, task_ids: Tensor, std_scale: float = 1.0) -> Tensor:
+        """Policy parameters ``[B, 2 * action_dim]`` -> candidates ``[B, K, action_dim]``."""
+        dist = self.model.policy_distribution(params, task_ids)
+        draws = dist.sample(self.num_samples, generator=self.generator, std_scale=std_scale)
+        if self.include_mode:
+            draws[:, 0] = dist.mode()
+        return draws
+
+
 class TreeSearchModel:
     """The search's ``recurrent`` callable over a per-node KV cache.
 
@@ -28,6 +56,8 @@ class TreeSearchModel:
         task_ids: ``[B]`` long task of each row.
         num_nodes: capacity of the tree, ``num_simulations + 1`` (node 0 is the root;
             the node created at simulation ``s`` is node ``s + 1``).
+        root_actions: continuous suites only: ``[B, K, action_dim]`` the root's candidates.
+        sampler: continuous suites only: draws the candidates of every new node.
 
     Attributes:
         node_kv: ``[B, N, layers, 2 (k/v), H, 2 tokens, dh]`` keys/values of each node's
@@ -35,11 +65,22 @@ class TreeSearchModel:
         latents: ``[B, N, D]`` latent of each node (the root's encoded latent for node 0).
         parent: ``[B, N]`` int64 numpy parent pointers (the root points at itself).
         depth: ``[B, N]`` int64 numpy depths (root 0).
+        node_actions: continuous suites: ``[B, N, K, action_dim]`` each node's candidates.
     """
 
-    def __init__(self, model: WorldModel, root: RootInference, task_ids: Tensor, num_nodes: int) -> None:
+    def __init__(
+        self,
+        model: WorldModel,
+        root: RootInference,
+        task_ids: Tensor,
+        num_nodes: int,
+        root_actions: Tensor | None = None,
+        sampler: ActionSampler | None = None,
+    ) -> None:
         if num_nodes < 1:
             raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
+        if model.continuous and (root_actions is None or sampler is None):
+            raise ValueError("a continuous suite's search needs root_actions and a sampler")
         self.model = model
         self.window_steps = int(model.cfg.attention_window_steps)
         with torch.inference_mode():
@@ -52,6 +93,12 @@ class TreeSearchModel:
             self.node_kv = self.root_cache.kv.new_zeros(b, num_nodes, layers, 2, heads, 2, head_dim)
             self.latents = root.latent.detach().new_zeros(b, num_nodes, root.latent.shape[-1])
             self.latents[:, 0] = root.latent
+            self.sampler = sampler
+            self.node_actions: Tensor | None = None
+            if model.continuous:
+                k, dims = root_actions.shape[1:]
+                self.node_actions = root_actions.new_zeros(b, num_nodes, k, dims)
+                self.node_actions[:, 0] = root_actions
             # First position after the root latent token, per row.
             self.root_next = self.root_cache.next_position().cpu().numpy().astype(np.int64)
         self.parent = np.zeros((b, num_nodes), dtype=np.int64)
@@ -95,7 +142,7 @@ class TreeSearchModel:
 
         Returns:
             ``reward [B]``, ``value [B]`` and ``prior_logits [B, A]`` as float32 numpy
-            (illegal actions at -1e9).
+            (illegal actions at -1e9; ``[B, K]`` zeros in a continuous suite).
         """
         if not 1 <= new_node < self.num_nodes:
             raise ValueError(f"new_node {new_node} outside 1..{self.num_nodes - 1}")
@@ -110,12 +157,12 @@ class TreeSearchModel:
         path_valid = np.repeat(slot_valid, 2, axis=1)
         new_pos = self.root_next + 2 * self.depth[self._rows_np, parents]
         acts = np.asarray(actions, dtype=np.int64).reshape(b)
-        # One host->device copy: [path | path positions | path validity | position | action].
-        packed = np.concatenate([path, path_pos, path_valid, new_pos[:, None], acts[:, None]], axis=1)
+        # One host->device copy: [path | path positions | path validity | position | action | parent].
+        packed = np.concatenate([path, path_pos, path_valid, new_pos[:, None], acts[:, None], parents[:, None]], axis=1)
 
         with torch.inference_mode():
             packed_t = torch.from_numpy(packed).to(self.device)
-            path_t, pos_t, valid_t, new_pos_t, acts_t = torch.split(packed_t, [dmax, 2 * dmax, 2 * dmax, 1, 1], dim=1)
+            path_t, pos_t, valid_t, new_pos_t, acts_t, parents_t = torch.split(packed_t, [dmax, 2 * dmax, 2 * dmax, 1, 1, 1], dim=1)
             root = self.root_cache
             if dmax > 0:
                 kv = self.node_kv[self._rows.unsqueeze(1), path_t]  # [B, Dmax, layers, 2, H, 2, dh]
@@ -128,11 +175,19 @@ class TreeSearchModel:
                 )
             else:
                 cache = root
-            out = self.model.recurrent_inference(cache, acts_t[:, 0], self.task_ids, position=new_pos_t[:, 0])
+            if self.node_actions is not None:  # slot k of the parent -> its k-th candidate action
+                step_actions = self.node_actions[self._rows, parents_t[:, 0], acts_t[:, 0]]
+            else:
+                step_actions = acts_t[:, 0]
+            out = self.model.recurrent_inference(cache, step_actions, self.task_ids, position=new_pos_t[:, 0])
             self.node_kv[:, new_node] = out.new_token_kv.permute(2, 0, 1, 3, 4, 5)
             self.latents[:, new_node] = out.next_latent
+            logits = out.policy_logits
+            if self.node_actions is not None:
+                self.node_actions[:, new_node] = self.sampler(out.policy_logits, self.task_ids)
+                logits = out.policy_logits.new_zeros(b, self.node_actions.shape[2])  # uniform over the draws
             # One device->host copy: [reward | value | policy logits].
-            result = torch.cat([out.reward[:, None], out.value[:, None], out.policy_logits], dim=1)
+            result = torch.cat([out.reward[:, None], out.value[:, None], logits], dim=1)
             result = result.float().cpu().numpy()
         reward, value, logits = result[:, 0].copy(), result[:, 1].copy(), result[:, 2:].copy()
         self.parent[:, new_node] = parents

@@ -6,6 +6,12 @@ predicted latent inside search) and the action token ``a_t``. The sequence is
 policy logits are read at latent tokens, reward logits and the predicted next latent at
 action tokens. Policy logits are masked with the task's action mask (illegal -> -1e9).
 
+Discrete suites embed action ids with a lookup table. Continuous suites (every task acts in
+``[-1, 1]^d``, padded to the suite's largest ``d``) embed action vectors with a linear map,
+and their "policy logits" are the parameters of a squashed Gaussian
+(:class:`~scalezero.model.policy.SquashedGaussian`, ``[..., 2 * action_dim]``), from which the
+search samples the actions it considers.
+
 Three entry points share the same transformer:
 - :meth:`WorldModel.forward_sequence`: teacher forcing over whole windows (training).
 - :meth:`WorldModel.initial_inference`: the search root from a context of past steps,
@@ -19,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +35,7 @@ from scalezero.model.encoders import make_encoders
 from scalezero.model.heads import Heads
 from scalezero.model.lora import inject_lora
 from scalezero.model.moe import RouterInfo
+from scalezero.model.policy import SquashedGaussian
 from scalezero.model.support import Support
 from scalezero.model.transformer import KVCache, Transformer
 from scalezero.tasks.base import SuiteLayout
@@ -113,11 +121,17 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.num_tasks = layout.num_tasks
         self.num_actions = layout.num_actions
+        self.continuous = layout.continuous
+        self.action_dim = layout.action_dim
         self.embed_dim = cfg.embed_dim
         self.encoders = make_encoders(cfg, layout)
         self.latent_proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.action_embed = nn.Embedding(layout.num_actions, cfg.embed_dim)
-        nn.init.normal_(self.action_embed.weight, std=0.02)
+        self.action_embed: nn.Module
+        if self.continuous:
+            self.action_embed = nn.Linear(layout.action_dim, cfg.embed_dim)
+        else:
+            self.action_embed = nn.Embedding(layout.num_actions, cfg.embed_dim)
+            nn.init.normal_(self.action_embed.weight, std=0.02)
         self.task_embed: nn.Embedding | None = None
         if cfg.task_embedding:
             self.task_embed = nn.Embedding(layout.num_tasks, cfg.embed_dim)
@@ -126,8 +140,10 @@ class WorldModel(nn.Module):
         self.transformer = Transformer(cfg)
         if cfg.lora_stages > 1:
             inject_lora(self.transformer, cfg.lora_targets, cfg.lora_stages, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_scale_bound)
-        self.heads = Heads(cfg, layout.num_actions)
+        self.heads = Heads(cfg, 2 * layout.action_dim if self.continuous else layout.num_actions)
         self.register_buffer("action_masks", torch.as_tensor(layout.action_masks, dtype=torch.bool).clone())
+        dim_masks = np.zeros((layout.num_tasks, 0), dtype=bool) if layout.action_dim_masks is None else layout.action_dim_masks
+        self.register_buffer("action_dim_masks", torch.as_tensor(dim_masks, dtype=torch.bool).clone())
         # Routed experts each task may use (all, unless task clustering restricts them); a
         # buffer, so checkpoints carry it and search routes exactly as training does.
         self.register_buffer("expert_allowed", torch.ones(layout.num_tasks, max(cfg.moe_num_experts, 1), dtype=torch.bool))
@@ -183,17 +199,33 @@ class WorldModel(nn.Module):
         """Latent ``[..., D]`` -> token embedding ``[..., D]`` (without the task embedding)."""
         return self.latent_proj(latent)
 
+    def embed_actions(self, actions: Tensor) -> Tensor:
+        """Action tokens ``[..., D]`` from ids ``[...]`` (discrete) or vectors ``[..., action_dim]``
+        (continuous, padded dimensions 0)."""
+        if self.continuous:
+            return self.action_embed(actions.to(self.action_embed.weight.dtype))
+        return self.action_embed(actions)
+
+    def policy_distribution(self, params: Tensor, task_ids: Tensor) -> SquashedGaussian:
+        """The continuous policy of policy-head outputs ``params [B, ..., 2 * action_dim]``."""
+        mask = self.action_dim_masks[task_ids]
+        mask = mask.view(mask.shape[0], *([1] * (params.dim() - 2)), mask.shape[-1])
+        return SquashedGaussian(params, mask, self.cfg.policy_init_std)
+
     def mask_policy(self, logits: Tensor, task_ids: Tensor) -> Tensor:
-        """Set illegal actions to -1e9. ``logits [B, ..., A]``, ``task_ids [B]``."""
+        """Set illegal actions to -1e9. ``logits [B, ..., A]``, ``task_ids [B]``. Continuous
+        suites have nothing to mask here (their padded dimensions are masked in the policy)."""
+        if self.continuous:
+            return logits
         legal = self.action_masks[task_ids]  # [B, A]
         legal = legal.view(legal.shape[0], *([1] * (logits.dim() - 2)), legal.shape[-1])
         return logits.masked_fill(~legal, ILLEGAL_LOGIT)
 
     def _step_tokens(self, latents: Tensor, actions: Tensor, task_ids: Tensor) -> Tensor:
-        """Interleave ``latents [B, T, D]`` and ``actions [B, T]`` -> tokens ``[B, 2T, D]``."""
+        """Interleave ``latents [B, T, D]`` and ``actions [B, T(, action_dim)]`` -> tokens ``[B, 2T, D]``."""
         b, t, d = latents.shape
         z = self.latent_token(latents)
-        a = self.action_embed(actions)
+        a = self.embed_actions(actions)
         tokens = torch.stack([z, a], dim=2).reshape(b, 2 * t, d)
         return tokens + self._task_bias(task_ids)
 
@@ -223,8 +255,8 @@ class WorldModel(nn.Module):
 
         Args:
             latents: ``[B, T, D]`` encoded observations.
-            actions: ``[B, T]`` long actions (the last one only affects the last
-                reward/next-latent outputs).
+            actions: ``[B, T]`` long actions, or ``[B, T, action_dim]`` float in a continuous
+                suite (the last one only affects the last reward/next-latent outputs).
             task_ids: ``[B]`` long.
             step_valid: ``[B, T]`` bool, False for left-padding steps; None = all valid.
         """
@@ -256,16 +288,17 @@ class WorldModel(nn.Module):
 
         Args:
             latents: ``[B, T, D]``; ``latents[:, -1]`` is the root (must be a valid step).
-            actions: ``[B, T-1]`` long, the actions taken after each context latent.
+            actions: ``[B, T-1]`` long (``[B, T-1, action_dim]`` float in a continuous suite),
+                the actions taken after each context latent.
             task_ids: ``[B]`` long.
             step_valid: ``[B, T]`` bool, False for left padding; None = all valid.
         """
         b, t, _ = latents.shape
-        if actions.shape != (b, t - 1):
+        if tuple(actions.shape[:2]) != (b, t - 1):
             raise ValueError(f"initial_inference: actions must be [B, T-1] = {(b, t - 1)}, got {tuple(actions.shape)}")
         if step_valid is None:
             step_valid = torch.ones(b, t, dtype=torch.bool, device=latents.device)
-        padded_actions = torch.cat([actions, actions.new_zeros(b, 1)], dim=1)
+        padded_actions = torch.cat([actions, actions.new_zeros(b, 1, *actions.shape[2:])], dim=1)
         tokens = self._step_tokens(latents, padded_actions, task_ids)[:, :-1]
         positions, valid = self._step_positions(step_valid)
         positions, valid = positions[:, :-1], valid[:, :-1]
@@ -291,7 +324,7 @@ class WorldModel(nn.Module):
 
         Args:
             cache: tokens so far; the last valid token must be a latent token.
-            actions: ``[B]`` long.
+            actions: ``[B]`` long, or ``[B, action_dim]`` float in a continuous suite.
             task_ids: ``[B]`` long.
             position: ``[B]`` long position of the new action token; by default one past
                 the cache's largest valid position.
@@ -302,7 +335,7 @@ class WorldModel(nn.Module):
         task = self._task_bias(task_ids)
         pos_a = position.view(b, 1)
         ones = torch.ones(b, 1, dtype=torch.bool, device=actions.device)
-        a_tok = self.action_embed(actions).unsqueeze(1) + task
+        a_tok = self.embed_actions(actions).unsqueeze(1) + task
         experts = self._experts_for(task_ids)
         y_a, kv_a = self.transformer(a_tok, pos_a, ones, cache, expert_mask=experts)
         reward_logits = self.heads.reward(y_a[:, 0])

@@ -2,7 +2,9 @@
 
 Each collector copy writes its own stream, so the steps of an episode are always
 contiguous and a K-step window never mixes copies. An episode is stored as its steps
-``(obs_t, action_t, reward_t, search policy_t, root value_t)`` followed by one *final*
+``(obs_t, action_t, reward_t, search policy_t, root value_t)`` (plus, in a discrete suite,
+the actions legal at ``obs_t``; in a continuous one, the candidate actions the search
+chose among, over which ``policy_t`` is a distribution) followed by one *final*
 entry holding the last observation (the latent-consistency target of the last action;
 its value target is 0 when the episode terminated). Sampling is uniform over stored
 steps; a window is returned as arrays plus validity masks, and targets are computed from
@@ -24,11 +26,14 @@ EMPTY = -1
 class Window:
     """A batch of windows of ``L`` consecutive entries starting at sampled steps.
 
-    Shapes: ``obs [B, L, *obs_shape]``, ``actions/rewards/root_values [B, L]``,
-    ``policies [B, L, A]``; masks ``[B, L]``: ``is_step`` (a real step: action, reward and
+    Shapes: ``obs [B, L, *obs_shape]``, ``actions [B, L(, action_dim)]``,
+    ``rewards/root_values [B, L]``, ``policies [B, L, A]`` (``[B, L, K]`` over the candidates
+    in a continuous suite); masks ``[B, L]``: ``is_step`` (a real step: action, reward and
     policy exist), ``is_obs`` (an observation of the same episode exists: a step or a
     final entry), ``terminal`` (the final entry of an episode that terminated).
-    Outside ``is_obs`` the arrays hold zeros.
+    ``legal [B, L, A]`` (discrete) and ``candidates [B, L, K, action_dim]`` (continuous) are
+    None where the buffer does not keep them. Outside ``is_obs`` the arrays hold zeros
+    (``legal`` holds True outside ``is_step``).
     """
 
     obs: np.ndarray
@@ -39,19 +44,41 @@ class Window:
     is_step: np.ndarray
     is_obs: np.ndarray
     terminal: np.ndarray
+    legal: np.ndarray | None = None
+    candidates: np.ndarray | None = None
 
 
 class TaskReplay:
-    """Replay of one task: ``num_streams`` rings of ``capacity // num_streams`` entries."""
+    """Replay of one task: ``num_streams`` rings of ``capacity // num_streams`` entries.
 
-    def __init__(self, obs_shape: tuple[int, ...], obs_dtype: np.dtype, num_actions: int, num_streams: int, capacity: int) -> None:
+    ``num_actions`` is the width of a policy target (the suite's action count, or the number
+    of candidates in a continuous suite). ``action_dim > 0`` stores action vectors and the
+    candidates ``[num_actions, action_dim]`` of every step; ``keep_legal`` stores the
+    per-step legal-action masks of a discrete suite.
+    """
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        num_actions: int,
+        num_streams: int,
+        capacity: int,
+        action_dim: int = 0,
+        keep_legal: bool = False,
+    ) -> None:
         self.num_streams = num_streams
         self.stream_capacity = max(2, capacity // num_streams)
         shape = (num_streams, self.stream_capacity)
         self.obs = np.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(shape, dtype=np.int64)
+        if action_dim:
+            self.actions = np.zeros(shape + (action_dim,), dtype=np.float32)
+        else:
+            self.actions = np.zeros(shape, dtype=np.int64)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.policies = np.zeros(shape + (num_actions,), dtype=np.float32)
+        self.legal = np.ones(shape + (num_actions,), dtype=bool) if keep_legal else None
+        self.candidates = np.zeros(shape + (num_actions, action_dim), dtype=np.float32) if action_dim else None
         self.root_values = np.zeros(shape, dtype=np.float32)
         self.kinds = np.full(shape, EMPTY, dtype=np.int8)
         self.episode = np.full(shape, -1, dtype=np.int64)
@@ -69,8 +96,19 @@ class TaskReplay:
         self.written[streams] += 1
         return slots
 
-    def add_steps(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, policies: np.ndarray, root_values: np.ndarray) -> None:
-        """Append one step to every stream (arrays have a leading ``[num_streams]`` axis)."""
+    def add_steps(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        policies: np.ndarray,
+        root_values: np.ndarray,
+        legal: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
+    ) -> None:
+        """Append one step to every stream (arrays have a leading ``[num_streams]`` axis).
+        ``legal`` (a buffer that keeps masks; default: all legal) and ``candidates`` (a
+        continuous buffer: required) follow the shapes of :class:`Window` without ``L``."""
         streams = np.arange(self.num_streams)
         slots = self._write(streams)
         self.obs[streams, slots] = obs
@@ -78,6 +116,12 @@ class TaskReplay:
         self.rewards[streams, slots] = rewards
         self.policies[streams, slots] = policies
         self.root_values[streams, slots] = root_values
+        if self.legal is not None:
+            self.legal[streams, slots] = True if legal is None else legal
+        if self.candidates is not None:
+            if candidates is None:
+                raise ValueError("a continuous replay needs the candidate actions of every step")
+            self.candidates[streams, slots] = candidates
         self.kinds[streams, slots] = STEP
         self.episode[streams, slots] = self._episode_of_stream[streams]
         self.steps_added += self.num_streams
@@ -93,6 +137,10 @@ class TaskReplay:
         self.rewards[streams, slots] = 0.0
         self.policies[streams, slots] = 0.0
         self.root_values[streams, slots] = 0.0
+        if self.legal is not None:
+            self.legal[streams, slots] = True
+        if self.candidates is not None:
+            self.candidates[streams, slots] = 0.0
         self.kinds[streams, slots] = np.where(terminated, FINAL_TERMINATED, FINAL_TRUNCATED)
         self.episode[streams, slots] = self._episode_of_stream[streams]
         self._episode_of_stream[streams] = self._next_episode + np.arange(streams.size)
@@ -134,20 +182,31 @@ class TaskReplay:
         obs = self.obs[rows, cols]
         obs[~is_obs] = 0
         mask2 = is_obs.astype(np.float32)
+        actions = self.actions[rows, cols]
+        actions = actions * is_step.reshape(is_step.shape + (1,) * (actions.ndim - 2)).astype(actions.dtype)
+        legal = candidates = None
+        if self.legal is not None:
+            legal = self.legal[rows, cols] | ~is_step[..., None]
+        if self.candidates is not None:
+            candidates = self.candidates[rows, cols] * is_step[..., None, None]
         return Window(
             obs=obs,
-            actions=np.where(is_step, self.actions[rows, cols], 0),
+            actions=actions,
             rewards=self.rewards[rows, cols] * is_step,
             policies=self.policies[rows, cols] * is_step[..., None],
             root_values=self.root_values[rows, cols] * mask2,
             is_step=is_step,
             is_obs=is_obs,
             terminal=terminal,
+            legal=legal,
+            candidates=candidates,
         )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """All arrays needed to restore the buffer exactly (for checkpoints)."""
+        optional = {name: getattr(self, name) for name in ("legal", "candidates") if getattr(self, name) is not None}
         return {
+            **optional,
             "obs": self.obs,
             "actions": self.actions,
             "rewards": self.rewards,
@@ -162,7 +221,11 @@ class TaskReplay:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore from :meth:`state_dict` (shapes must match this buffer's)."""
-        for name in ("obs", "actions", "rewards", "policies", "root_values", "kinds", "episode", "written"):
+        names = ["obs", "actions", "rewards", "policies", "root_values", "kinds", "episode", "written"]
+        names += [name for name in ("legal", "candidates") if getattr(self, name) is not None]
+        for name in names:
+            if name not in state:
+                raise ValueError(f"replay state has no {name!r} array (saved by a different kind of buffer)")
             array = getattr(self, name)
             if state[name].shape != array.shape:
                 raise ValueError(f"replay state {name!r} has shape {state[name].shape}, expected {array.shape}")

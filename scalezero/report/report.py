@@ -26,12 +26,12 @@ def _normalised(value: float, low: float | None, high: float | None) -> float | 
     return (value - low) / (high - low)
 
 
-def _final_returns(group: RunGroup, task: str) -> list[float]:
+def _final_returns(group: RunGroup, task: str, key: str = "return_mean") -> list[float]:
     out = []
     for run in group.runs:
         r = run.summary["final_eval"].get(task, {})
-        if "return_mean" in r:
-            out.append(r["return_mean"])
+        if key in r:
+            out.append(r[key])
     return out
 
 
@@ -63,8 +63,11 @@ def _overview(groups: list[RunGroup]) -> Section:
 def _evaluation(groups: list[RunGroup]) -> Section:
     specs = {s.name: s for g in groups for s in g.runs[0].specs}
     human = any(s.human_return is not None for s in specs.values())
+    success = any(s.success_metric for s in specs.values())
     header = ["task", "setting", "final return", "random", "target", "normalised (random 0, target 1)"]
     header += ["human-normalised"] if human else []
+    header += ["success rate"] if success else []
+    success_means: dict[str, list[float]] = {g.label: [] for g in groups}
     rows = []
     means: dict[str, list[float]] = {g.label: [] for g in groups}
     human_means: dict[str, list[float]] = {g.label: [] for g in groups}
@@ -84,6 +87,11 @@ def _evaluation(groups: list[RunGroup]) -> Section:
                 if hn is not None:
                     human_means[g.label].append(hn)
                 row.append(_fmt(hn))
+            if success:
+                rates = _final_returns(g, task, "success_rate")
+                if rates:
+                    success_means[g.label].append(float(np.mean(rates)))
+                row.append(_fmt(float(np.mean(rates))) if rates else "-")
             rows.append(row)
     for g in groups:
         if means[g.label]:
@@ -91,6 +99,9 @@ def _evaluation(groups: list[RunGroup]) -> Section:
             if human:
                 hm = human_means[g.label]
                 row.append(f"mean {_fmt(float(np.mean(hm)))}, median {_fmt(float(np.median(hm)))}" if hm else "-")
+            if success:
+                sm = success_means[g.label]
+                row.append(f"mean {_fmt(float(np.mean(sm)))}" if sm else "-")
             rows.append(row)
     blocks: list = [
         "Greedy search, final evaluation of each run; several seeds give their mean and standard error. "

@@ -170,6 +170,7 @@ def select_gumbel(
     raw_value: np.ndarray,
     reward: np.ndarray,
     prior: np.ndarray,
+    root_legal: np.ndarray,
     legal: np.ndarray,
     root_score: np.ndarray,
     target: np.ndarray,
@@ -184,12 +185,13 @@ def select_gumbel(
     ``root_score [B, A]`` float64 = g + log prior for considered root actions, -inf for the
     others; ``target [B]`` int32 = visit count an action must have to be simulated now
     (from :func:`schedule`). Interior nodes use the deterministic rule of the module doc.
+    ``root_legal`` masks the root's actions, ``legal`` those of every other node.
     """
     num_actions = children.shape[2]
     sq = np.empty(num_actions)
     pol = np.empty(num_actions)
     for b in range(children.shape[0]):
-        _sigma_q(b, 0, children, visits, value_sum, raw_value, reward, prior, legal, discount, c_visit, c_scale, sq)
+        _sigma_q(b, 0, children, visits, value_sum, raw_value, reward, prior, root_legal, discount, c_visit, c_scale, sq)
         best = -np.inf
         best_a = -1
         fallback = -np.inf

@@ -33,7 +33,10 @@ class Root:
     value: np.ndarray
     """``[B]`` float32 model value of each root."""
     legal: np.ndarray
-    """``[B, A]`` bool legal actions per row; the same mask applies at every node of the row."""
+    """``[B, A]`` bool actions legal at the root (what can be played now)."""
+    tree_legal: np.ndarray | None = None
+    """``[B, A]`` bool actions legal at the nodes below the root (what the task can ever play,
+    for tasks whose legal set changes from step to step); None: ``legal`` everywhere."""
 
 
 @dataclass
@@ -141,7 +144,8 @@ def run_search(
     logits = _as_f32(root.prior_logits)
     values = _as_f32(root.value).reshape(-1)
     legal = np.ascontiguousarray(root.legal, dtype=np.bool_)
-    if logits.ndim != 2 or legal.shape != logits.shape or values.shape[0] != logits.shape[0]:
+    tree_legal = legal if root.tree_legal is None else np.ascontiguousarray(root.tree_legal | legal, dtype=np.bool_)
+    if logits.ndim != 2 or legal.shape != logits.shape or tree_legal.shape != legal.shape or values.shape[0] != logits.shape[0]:
         raise ValueError(
             f"Root shapes disagree: prior_logits {logits.shape}, legal {legal.shape}, value {values.shape}; "
             "expected [B, A], [B, A] and [B]"
@@ -171,12 +175,12 @@ def run_search(
         actions = np.empty(batch, dtype=np.int32)
         if use_gumbel:
             _gumbel.select_gumbel(
-                tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, legal,
+                tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, legal, tree_legal,
                 root_score, targets[s], c_visit, c_scale, discount, parents, actions,
             )
         else:
             _tree.select_puct(
-                tree.children, tree.visits, tree.value_sum, tree.reward, tree.prior, legal, tree.minmax,
+                tree.children, tree.visits, tree.value_sum, tree.reward, tree.prior, legal, tree_legal, tree.minmax,
                 rng_state, c1, c2, discount, parents, actions,
             )
         reward, value, new_logits = recurrent(parents, actions, s + 1)
@@ -188,7 +192,7 @@ def run_search(
                 f"expected [{batch}], [{batch}], [{batch}, {num_actions}]"
             )
         _tree.expand_backup(
-            parents, actions, s + 1, reward, value, new_logits, legal,
+            parents, actions, s + 1, reward, value, new_logits, tree_legal,
             tree.children, tree.parent, tree.action, tree.reward, tree.prior, tree.visits, tree.value_sum,
             tree.raw_value, tree.minmax, discount,
         )

@@ -110,6 +110,7 @@ def select_puct(
     value_sum: np.ndarray,
     reward: np.ndarray,
     prior: np.ndarray,
+    root_legal: np.ndarray,
     legal: np.ndarray,
     minmax: np.ndarray,
     rng_state: np.ndarray,
@@ -124,8 +125,9 @@ def select_puct(
     score(a) = Qn(a) + P(a) * sqrt(N) / (1 + n(a)) * (c1 + log((N + c2 + 1) / c2)), with
     N the node's visits, Q(a) = r(a) + discount * V(child) and V = value_sum / visits. An
     unvisited child gets the node's own mean value V(node) as its Q. Qn is the min-max
-    normalisation of the row (see ``QNORM_MIN_DELTA``). Illegal actions are skipped; exact
-    score ties are broken uniformly at random with the row's generator.
+    normalisation of the row (see ``QNORM_MIN_DELTA``). Illegal actions are skipped (at the
+    root by ``root_legal``, below it by ``legal``); exact score ties are broken uniformly at
+    random with the row's generator.
     ``out_parent [B]`` / ``out_action [B]`` int32 receive the leaf edge of each row.
     """
     num_actions = children.shape[2]
@@ -144,8 +146,9 @@ def select_puct(
             best = -np.inf
             best_a = -1
             ties = 0
+            mask = root_legal if node == 0 else legal
             for a in range(num_actions):
-                if not legal[b, a]:
+                if not mask[b, a]:
                     continue
                 c = children[b, node, a]
                 if c < 0:

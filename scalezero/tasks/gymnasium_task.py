@@ -16,8 +16,11 @@ Spaces are translated once, by probing one env copy:
   transposed to channels-first); ``Discrete(n)`` -> one-hot vector. ``uint8`` images are scaled
   to ``[0, 1]``. Anything else (Dict, Tuple, Text, ...) is refused with a hint to flatten it.
 * actions: ``Discrete(n)`` -> ``n`` actions; ``MultiDiscrete`` -> the product of its sizes;
-  ``Box`` (continuous) -> a grid of ``action_bins`` evenly spaced values per dimension (at
-  most 64 actions in all), so continuous-control tasks train with the same discrete search.
+  ``Box`` (continuous) -> with ``action_bins: 0``, continuous actions: the agent acts in
+  ``[-1, 1]^d`` (``d`` = the Box's size), rescaled to the Box's bounds, and searches over
+  actions sampled from its policy (Sampled MuZero); with ``action_bins >= 2`` (the default,
+  5), a grid of that many evenly spaced values per dimension (at most 64 actions in all), so
+  the task can share a suite with discrete tasks (a suite cannot mix the two kinds).
 """
 
 from __future__ import annotations
@@ -124,11 +127,23 @@ class _Observation:
 
 
 class _Actions:
-    """Maps action ids ``0..n-1`` onto a Gymnasium action space."""
+    """Maps action ids ``0..n-1`` (or, continuous, vectors in ``[-1, 1]^d``) onto a Gymnasium
+    action space."""
 
     def __init__(self, space: Any, task: str, bins: int) -> None:
         from gymnasium import spaces
 
+        self.dim = 0
+        self.table: list[Any] = []
+        if isinstance(space, spaces.Box) and bins == 0:
+            if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+                raise TaskDefinitionError(f"task {task!r}: a continuous action space needs finite bounds, got {space}")
+            self.dim = int(np.prod(space.shape))
+            self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+            self.shape, self.dtype = space.shape, space.dtype
+            return
+        if bins == 0:
+            raise TaskDefinitionError(f"task {task!r}: action_bins = 0 (continuous actions) needs a Box action space, got {space}")
         if isinstance(space, spaces.Discrete):
             self.table: list[Any] = [int(space.start) + i for i in range(int(space.n))]
         elif isinstance(space, spaces.MultiDiscrete):
@@ -149,6 +164,13 @@ class _Actions:
     def __len__(self) -> int:
         return len(self.table)
 
+    def __call__(self, action: Any) -> Any:
+        """The env's action for an id, or for a vector in ``[-1, 1]^d`` (continuous)."""
+        if self.dim:
+            a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.shape), -1.0, 1.0)
+            return (self.low + (a + 1.0) * 0.5 * (self.high - self.low)).astype(self.dtype)
+        return self.table[int(action)]
+
 
 class GymnasiumEnv:
     """One copy of a user's Gymnasium env behind the task interface (reset/step/close)."""
@@ -164,8 +186,8 @@ class GymnasiumEnv:
         self._seed = None
         return self._observation(obs)
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
-        obs, reward, terminated, truncated, _ = self._env.step(self._actions.table[int(action)])
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool]:
+        obs, reward, terminated, truncated, _ = self._env.step(self._actions(action))
         return self._observation(obs), float(reward), bool(terminated), bool(truncated)
 
     def close(self) -> None:
@@ -202,6 +224,7 @@ def gymnasium_task(
         obs_kind=observation.kind,
         obs_shape=observation.shape,
         num_actions=len(actions),
+        action_dim=actions.dim,
         target_return=float(target_return),
         random_return=random_return,
         max_episode_steps=limit,

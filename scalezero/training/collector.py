@@ -39,20 +39,30 @@ class Collector:
             for i, t in enumerate(tasks)
             if i in own
         }
-        self.histories = {i: ContextHistory(layout.pad_obs(i, b.obs), train.context_steps) for i, b in self.envs.items()}
+        self.histories = {i: ContextHistory(layout.pad_obs(i, b.obs), train.context_steps, layout.action_dim) for i, b in self.envs.items()}
         self.replays = {
             i: TaskReplay(
                 obs_shape=t.spec.obs_shape,
                 obs_dtype=self.envs[i].obs.dtype,
-                num_actions=layout.num_actions,
+                num_actions=config.search.num_samples if layout.continuous else layout.num_actions,
                 num_streams=train.num_envs,
                 capacity=config.replay.capacity_per_task,
+                action_dim=layout.action_dim,
+                keep_legal=not layout.continuous,
             )
             for i, t in enumerate(tasks)
             if i in own
         }
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)
+
+    def _padded_legal(self, tid: int, legal: np.ndarray) -> np.ndarray | None:
+        """``[n, suite actions]``: the task's per-step legal mask within the suite's action set."""
+        if self.layout.continuous:
+            return None
+        out = np.repeat(self.layout.action_masks[tid][None], legal.shape[0], axis=0)
+        out[:, : legal.shape[1]] &= legal
+        return out
 
     def env_crashes(self) -> dict[int, int]:
         """Env copies restarted after raising or hanging, per task id."""
@@ -61,24 +71,26 @@ class Collector:
     def step(self, model: WorldModel, task_ids: list[int]) -> dict[str, list]:
         """One acting step for every copy of ``task_ids``; returns finished-episode stats and search stats."""
         histories = {t: self.histories[t] for t in task_ids}
+        legal = {t: self.envs[t].legal for t in task_ids}
         result = search_actions(
-            model, self.layout, histories, self.config.search, self.config.train.discount, self.rng, explore=True, device=self.device
+            model, self.layout, histories, self.config.search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal
         )
         stats: dict[str, list] = {"episodes": [], "search": []}
         for tid in task_ids:
             out = result.outputs[tid]
             batch = self.envs[tid]
-            obs_before = batch.obs
-            step = batch.step(out.action)
+            obs_before, legal_before = batch.obs, self._padded_legal(tid, batch.legal)
+            step = batch.step(out.env_actions)
             replay = self.replays[tid]
-            replay.add_steps(obs_before, out.action, step.reward, out.policy_target, out.root_value)
+            search = out.search
+            replay.add_steps(obs_before, out.actions, step.reward, search.policy_target, search.root_value, legal_before, out.candidates)
             done = np.nonzero(step.done)[0]
             replay.add_finals(done, step.final_obs[done], step.terminated[done])
-            self.histories[tid].advance(out.action, self.layout.pad_obs(tid, step.obs), step.done)
+            self.histories[tid].advance(out.actions, self.layout.pad_obs(tid, step.obs), step.done)
             self.env_steps[tid] += batch.num_envs
             for i in done:
                 stats["episodes"].append((tid, float(step.episode_return[i]), int(step.episode_length[i])))
-            stats["search"].append((tid, float(out.root_value.mean()), _entropy(out.policy_target)))
+            stats["search"].append((tid, float(search.root_value.mean()), _entropy(search.policy_target)))
         return stats
 
 

@@ -49,7 +49,12 @@ class TrainingConsole:
         for col in ("task", "observation", "actions", "target return"):
             table.add_column(col)
         for s in self.layout.specs:
-            table.add_row(s.name, f"{s.obs_kind} {tuple(s.obs_shape)}", f"{s.num_actions} of {self.layout.num_actions}", f"{s.target_return:g}")
+            if s.continuous:
+                actions = f"continuous, {s.action_dim} of {self.layout.action_dim} dims"
+            else:
+                count = len(s.legal_actions) if s.legal_actions is not None else s.num_actions
+                actions = f"{count} of {self.layout.num_actions}"
+            table.add_row(s.name, f"{s.obs_kind} {tuple(s.obs_shape)}", actions, f"{s.target_return:g}")
         self.console.print(table)
         parts = self.model.parameter_breakdown()
         detail = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k != "total" and v)
@@ -57,7 +62,8 @@ class TrainingConsole:
         moe = f", MoE {m.moe_num_experts} experts top-{m.moe_top_k}" if m.moe_num_experts else ""
         self.console.print(
             f"model: {parts['total']:,} parameters ({detail}) | width {m.embed_dim}, layers {m.num_layers}, heads {m.num_heads}{moe} | "
-            f"search: {sc.algorithm}, {sc.num_simulations} simulations | "
+            f"search: {sc.algorithm}, {sc.num_simulations} simulations"
+            f"{f' over {sc.num_samples} sampled actions per node' if self.layout.continuous else ''} | "
             f"budget: {t.env_steps:,} env steps per task, {t.num_envs} envs per task, replay ratio {t.replay_ratio}"
         )
         self.progress = Progress(

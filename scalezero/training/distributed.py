@@ -98,16 +98,17 @@ def all_true(flag: bool, device: torch.device) -> bool:
     return all_sum([1.0 if flag else 0.0], device)[0] == dist.get_world_size()
 
 
-EVAL_KEYS = ("return_mean", "return_std", "length_mean", "episodes")
+EVAL_KEYS = ("return_mean", "return_std", "length_mean", "episodes", "success_rate")
 
 
 def gather_evaluation(local: dict[int, dict[str, float]], num_tasks: int, device: torch.device) -> dict[int, dict[str, float]]:
-    """Every rank's evaluation of its own tasks -> the whole table, on every rank."""
+    """Every rank's evaluation of its own tasks -> the whole table, on every rank (a key a task
+    does not report, such as ``success_rate``, travels as NaN and is left out again)."""
     table = torch.zeros(num_tasks, len(EVAL_KEYS), dtype=torch.float64, device=device)
     for t, r in local.items():
-        table[t] = torch.tensor([r[k] for k in EVAL_KEYS], dtype=torch.float64)
+        table[t] = torch.tensor([r.get(k, float("nan")) for k in EVAL_KEYS], dtype=torch.float64)
     dist.all_reduce(table)
-    return {t: dict(zip(EVAL_KEYS, table[t].tolist())) for t in range(num_tasks)}
+    return {t: {k: v for k, v in zip(EVAL_KEYS, table[t].tolist()) if v == v} for t in range(num_tasks)}
 
 
 class Sync:

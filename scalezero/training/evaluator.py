@@ -26,7 +26,8 @@ def evaluate(
 ) -> dict[int, dict[str, float]]:
     """Play ``episodes`` greedy episodes per task (all tasks and copies batched together).
 
-    Returns task id -> ``{"return_mean", "return_std", "length_mean", "episodes"}``.
+    Returns task id -> ``{"return_mean", "return_std", "length_mean", "episodes"}``, plus
+    ``"success_rate"`` for tasks with a success metric.
     Episodes longer than ``train.eval_max_steps`` are cut there (counted as they stand).
     ``on_episode(finished, total)`` is called as episodes finish (e.g. to drive a progress bar).
     """
@@ -35,35 +36,43 @@ def evaluate(
     episodes = episodes or train.eval_episodes
     seed = (train.seed + 1) * 1_000_003 if seed is None else seed
     envs = {
-        t: EnvBatch(tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps, step_timeout_s=train.env_step_timeout_s)
+        t: EnvBatch(
+            tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps, step_timeout_s=train.env_step_timeout_s, evaluation=True
+        )
         for t in task_ids
     }
-    histories = {t: ContextHistory(layout.pad_obs(t, b.obs), train.context_steps) for t, b in envs.items()}
+    histories = {t: ContextHistory(layout.pad_obs(t, b.obs), train.context_steps, layout.action_dim) for t, b in envs.items()}
     returns = {t: np.full(episodes, np.nan) for t in task_ids}
     lengths = {t: np.zeros(episodes) for t in task_ids}
+    successes = {t: np.full(episodes, np.nan) for t in task_ids}
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
     while any(np.isnan(r).any() for r in returns.values()):
         live = {t: histories[t] for t in task_ids if np.isnan(returns[t]).any()}
-        result = search_actions(model, layout, live, config.search, train.discount, rng, explore=False, device=device)
+        legal = {t: envs[t].legal for t in live}
+        result = search_actions(model, layout, live, config.search, train.discount, rng, explore=False, device=device, legal=legal)
         for t in live:
-            step = envs[t].step(result.outputs[t].action)
+            out = result.outputs[t]
+            step = envs[t].step(out.env_actions)
             finished = step.done & np.isnan(returns[t])
             returns[t][finished] = step.episode_return[finished]
             lengths[t][finished] = step.episode_length[finished]
+            successes[t][finished] = step.episode_success[finished]
             if on_episode is not None and finished.any():
                 on_episode(sum(int((~np.isnan(r)).sum()) for r in returns.values()), episodes * len(task_ids))
-            histories[t].advance(result.outputs[t].action, layout.pad_obs(t, step.obs), step.done)
+            histories[t].advance(out.actions, layout.pad_obs(t, step.obs), step.done)
     model.train(was_training)
     for b in envs.values():
         b.close()
-    return {
-        t: {
+    results = {}
+    for t in task_ids:
+        results[t] = {
             "return_mean": float(returns[t].mean()),
             "return_std": float(returns[t].std()),
             "length_mean": float(lengths[t].mean()),
             "episodes": float(episodes),
         }
-        for t in task_ids
-    }
+        if tasks[t].spec.success_metric:
+            results[t]["success_rate"] = float(np.nanmean(successes[t])) if not np.isnan(successes[t]).all() else 0.0
+    return results

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from scalezero.config import Config
-from scalezero.model import WorldModel
+from scalezero.model import ILLEGAL_LOGIT, WorldModel
 from scalezero.model.moe import RouterInfo
 from scalezero.model.support import value_transform
 from scalezero.training.clustering import recluster
@@ -196,10 +196,7 @@ class Learner:
         reward_loss = soft_cross_entropy(out.reward_logits, reward_target)
         value_two_hot = self.model.value_support.scalar_to_two_hot(torch.as_tensor(value_target, device=dev))
         value_loss = soft_cross_entropy(out.value_logits, value_two_hot)
-        policy_target = torch.as_tensor(self._stack(batch, "policies")[:, : K + 1], device=dev)
-        policy_loss = soft_cross_entropy(out.policy_logits, policy_target)
-        probs = F.softmax(out.policy_logits, dim=-1)
-        entropy = -(probs * F.log_softmax(out.policy_logits, dim=-1)).sum(-1)
+        policy_loss, entropy = self._policy_loss(batch, out.policy_logits, task_ids)
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
         extra = self._consistency_losses(out, target_latents, next_mask, step_mask, is_obs, terminal, row_slot, num_tasks)
         per_task = {
@@ -228,6 +225,31 @@ class Learner:
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
             total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
         return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask)
+
+    def _policy_loss(self, batch: Batch, policy_logits: torch.Tensor, task_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy cross-entropy against the search targets and the policy's entropy, ``[N, K+1]``.
+
+        Discrete: soft cross-entropy over the actions that were legal at each step (the
+        target puts no mass elsewhere). Continuous (Sampled MuZero): the target is a
+        distribution over the candidate actions the search chose among, and the loss is
+        ``-sum_k target_k * log pi(candidate_k)`` with the squashed Gaussian's exact density.
+        """
+        K = self.config.replay.unroll_steps
+        dev = self.device
+        target = torch.as_tensor(self._stack(batch, "policies")[:, : K + 1], device=dev)
+        if self.model.continuous:
+            candidates = torch.as_tensor(self._stack(batch, "candidates")[:, : K + 1], device=dev)
+            dist = self.model.policy_distribution(policy_logits, task_ids)
+            return -(target * dist.log_prob(candidates)).sum(-1), dist.entropy()
+        logits = policy_logits
+        if all(w.legal is not None for w in batch.windows.values()):
+            legal = torch.as_tensor(self._stack(batch, "legal")[:, : K + 1], device=dev)
+            static = self.model.action_masks[task_ids].unsqueeze(1)
+            if bool((legal != static).any()):  # some step allowed less than the task's whole set
+                logits = logits.masked_fill(~legal, ILLEGAL_LOGIT)
+        probs = F.softmax(logits, dim=-1)
+        entropy = -(probs * F.log_softmax(logits, dim=-1)).sum(-1)
+        return soft_cross_entropy(logits, target), entropy
 
     def _consistency_losses(
         self,

@@ -43,8 +43,11 @@ class MetricsLogger:
             row = {"env_steps": env_steps, "env_steps_total": env_steps_total, "updates": updates, "wall_s": round(wall, 2), "task": self.task_names[tid], **r}
             self.eval_rows.append(row)
             self.scalars({f"task{tid}/eval/return": r["return_mean"], f"task{tid}/eval/length": r["length_mean"]}, env_steps)
+            if "success_rate" in r:
+                self.scalars({f"task{tid}/eval/success_rate": r["success_rate"]}, env_steps)
         with open(self.run_dir / "eval.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(self.eval_rows[0]))
+            fields = list(dict.fromkeys(k for row in self.eval_rows for k in row))  # tasks may report different keys
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(self.eval_rows)
 
