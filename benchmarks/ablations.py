@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CPU_TARGETS, RESULTS, merge, minatar_suite, run_all, write_result  # noqa: E402
+from common import CPU_TARGETS, RESULTS, merge, minatar_suite, run_all, write_result
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},

@@ -21,15 +21,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from learner import fill_random  # noqa: E402
+from common import write_result
+from learner import fill_random
 
-from scalezero.config import load_suite  # noqa: E402
-from scalezero.training.collector import Collector  # noqa: E402
-from scalezero.training.learner import Learner  # noqa: E402
-from scalezero.training.loop import build_model, resolve_tasks  # noqa: E402
-from scalezero.training.metrics import MetricsLogger  # noqa: E402
-from scalezero.training.run_state import LoopState, restore_run, save_run  # noqa: E402
+from scalezero.config import load_suite
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks
+from scalezero.training.metrics import MetricsLogger
+from scalezero.training.run_state import LoopState, restore_run, save_run
 
 
 def main() -> None:

@@ -25,15 +25,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result
 
 
 def worker(args: argparse.Namespace) -> None:
     """One rank: fill its replays, time ``repeats x per_repeat`` updates, rank 0 writes the median."""
     import numpy as np
     import torch
-
     from learner import fill_random
+
     from scalezero.config import load_suite
     from scalezero.training.collector import Collector
     from scalezero.training.distributed import broadcast_parameters, init_from_env, partition

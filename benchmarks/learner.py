@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result
 
-from scalezero.config import load_suite  # noqa: E402
-from scalezero.training.collector import Collector  # noqa: E402
-from scalezero.training.learner import Learner  # noqa: E402
-from scalezero.training.loop import build_model, resolve_tasks  # noqa: E402
+from scalezero.config import load_suite
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks
 
 
 def fill_random(collector: Collector, steps: int, rng: np.random.Generator) -> None:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
-from random_returns import random_returns  # noqa: E402
+from common import write_result
+from random_returns import random_returns
 
 
 def _sem(r: dict) -> float:

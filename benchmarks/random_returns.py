@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result  # noqa: E402
+from common import write_result
 
-from scalezero.config import load_suite  # noqa: E402
-from scalezero.tasks import EnvBatch  # noqa: E402
-from scalezero.training.loop import resolve_tasks  # noqa: E402
+from scalezero.config import load_suite
+from scalezero.tasks import EnvBatch
+from scalezero.training.loop import resolve_tasks
 
 
 def random_returns(suite: str, episodes: int, seed: int) -> dict[str, dict[str, float]]:

@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scalezero.config import SearchConfig  # noqa: E402
-from scalezero.search import Root, run_search  # noqa: E402
+from scalezero.config import SearchConfig
+from scalezero.search import Root, run_search
 
 SIMULATIONS = 50
 BATCHES = (8, 64, 256)

@@ -48,7 +48,7 @@ def test_path_consistency_by_hand():
     loss = path_consistency(_logits(support, values), _logits(support, rewards), support, gamma, terminal)
     assert loss.shape == (1, 2) and float(loss.max()) < 1e-6
     bad = path_consistency(_logits(support, [[1.0, 3.0, 7.0]]), _logits(support, rewards), support, gamma, np.array([[False, False]]))
-    h = lambda x: math.copysign(math.sqrt(abs(x) + 1) - 1, x) + 0.001 * x  # noqa: E731
+    h = lambda x: math.copysign(math.sqrt(abs(x) + 1) - 1, x) + 0.001 * x
     assert float(bad[0, 0]) == pytest.approx((h(1.0) - h(2.0 + 0.9 * 3.0)) ** 2, rel=1e-4)
     assert float(bad[0, 1]) == pytest.approx((h(3.0) - h(3.0 + 0.9 * 7.0)) ** 2, rel=1e-4)  # step 2 no longer terminal
 

@@ -3,7 +3,6 @@ collecting and leaves learner batches while the others go on."""
 
 import json
 
-
 from scalezero.config import DPSConfig, config_from_dict
 from scalezero.tasks.base import TaskSpec
 from scalezero.training.dps import DPSController

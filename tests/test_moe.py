@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scalezero.model.moe import MoE, FeedForward
+from scalezero.model.moe import FeedForward, MoE
 
 
 def _reference(moe: MoE, x: torch.Tensor) -> torch.Tensor:

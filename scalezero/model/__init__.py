@@ -16,6 +16,7 @@ from scalezero.model.world_model import (
 
 __all__ = [
     "ILLEGAL_LOGIT",
+    "ActionSampler",
     "Head",
     "Heads",
     "ImageEncoder",
@@ -28,7 +29,6 @@ __all__ = [
     "Support",
     "Transformer",
     "TreeSearchModel",
-    "ActionSampler",
     "VectorEncoder",
     "WorldModel",
     "inverse_value_transform",

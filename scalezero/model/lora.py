@@ -164,7 +164,7 @@ def inject_lora(
     weights; returns how many were replaced. Targets: ``attention`` (q/k/v and output
     projections), ``experts`` (routed MoE experts), ``ffn`` (dense feed-forward blocks and the
     shared expert). Routers, norms and embeddings are never adapted."""
-    from scalezero.model.moe import MoE, FeedForward
+    from scalezero.model.moe import FeedForward, MoE
     from scalezero.model.transformer import SelfAttention
 
     def swap(parent: nn.Module, names: tuple[str, ...]) -> int:

@@ -61,7 +61,7 @@ class KVCache:
         masked = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
         return masked.max(dim=-1).values + 1
 
-    def append(self, kv: Tensor, positions: Tensor, valid: Tensor) -> "KVCache":
+    def append(self, kv: Tensor, positions: Tensor, valid: Tensor) -> KVCache:
         """A new cache with tokens ``kv [layers, 2, B, H, L, dh]`` appended."""
         return KVCache(
             kv=torch.cat([self.kv, kv], dim=-2),
@@ -73,7 +73,7 @@ class KVCache:
         """k/v of the last ``n`` tokens, ``[layers, 2, B, H, n, dh]``."""
         return self.kv[..., self.length - n :, :]
 
-    def detach(self) -> "KVCache":
+    def detach(self) -> KVCache:
         return KVCache(self.kv.detach(), self.positions, self.valid)
 
 

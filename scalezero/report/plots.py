@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from scalezero.report.runs import RunGroup  # noqa: E402
+from scalezero.report.runs import RunGroup
 
 EXPERT_KEY = re.compile(r"^task(\d+)/moe/layer(\d+)/expert(\d+)$")
 

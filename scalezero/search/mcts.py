@@ -9,8 +9,8 @@ does not grow with the batch size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class _Tree:
     minmax: np.ndarray
 
     @classmethod
-    def allocate(cls, batch: int, nodes: int, actions: int) -> "_Tree":
+    def allocate(cls, batch: int, nodes: int, actions: int) -> _Tree:
         minmax = np.empty((batch, 2))
         minmax[:, 0] = np.inf
         minmax[:, 1] = -np.inf

@@ -221,10 +221,8 @@ def expand_backup(
             if node == 0:
                 break
             q = reward[b, node] + discount * value_sum[b, node] / visits[b, node]
-            if q < minmax[b, 0]:
-                minmax[b, 0] = q
-            if q > minmax[b, 1]:
-                minmax[b, 1] = q
+            minmax[b, 0] = min(minmax[b, 0], q)
+            minmax[b, 1] = max(minmax[b, 1], q)
             g = reward[b, node] + discount * g
             node = parent[b, node]
 

@@ -29,8 +29,9 @@ import importlib
 import importlib.util
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

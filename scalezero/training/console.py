@@ -35,7 +35,7 @@ class TrainingConsole:
         self.status = Text("collecting...")
         self.task_id = None
 
-    def __enter__(self) -> "TrainingConsole":
+    def __enter__(self) -> TrainingConsole:
         self.start()
         return self
 
@@ -102,7 +102,7 @@ class TrainingConsole:
             self.live = None
             self.console.print()
 
-    def finish(self, result: "RunResult", layout: SuiteLayout, report: Path) -> None:
+    def finish(self, result: RunResult, layout: SuiteLayout, report: Path) -> None:
         if not self.enabled:
             return
         table = Table(title="final evaluation (greedy search)", title_justify="left")

@@ -24,12 +24,11 @@ from scalezero.config import Config
 from scalezero.model import ILLEGAL_LOGIT, WorldModel
 from scalezero.model.moe import RouterInfo
 from scalezero.model.support import value_transform
+from scalezero.replay import TaskReplay, Window, nstep_value_targets
+from scalezero.tasks import SuiteLayout
 from scalezero.training.clustering import recluster
 from scalezero.training.conflict import gradient_conflict
 from scalezero.training.distributed import all_true, combine_gradients
-from scalezero.replay import TaskReplay, Window, nstep_value_targets
-from scalezero.tasks import SuiteLayout
-
 
 
 @dataclass

@@ -47,7 +47,7 @@ class LoopState:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LoopState":
+    def from_json(cls, data: dict[str, Any]) -> LoopState:
         data = dict(data)
         data["latest_eval"] = {int(k): v for k, v in data["latest_eval"].items()}
         data["recent_returns"] = {int(k): v for k, v in data["recent_returns"].items()}
