@@ -74,20 +74,26 @@ def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
 
 
 def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
-    """One ``scalezero train`` process in :func:`run_path` with one torch thread; a run whose
-    ``metrics.json`` exists is skipped, so benchmarks resume after an interruption."""
+    """One ``scalezero train`` process in :func:`run_path` with one torch thread. Benchmarks
+    survive interruptions: a run whose ``metrics.json`` exists is skipped, and one stopped
+    after a checkpoint continues from it (``scalezero train --resume``)."""
     run = run_path(out, name, suite, seed)
     if (run / "metrics.json").exists():
         print(f"[skip] {run.name} (finished earlier)")
         return run
     run.mkdir(parents=True, exist_ok=True)
-    suite = merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
-    (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    checkpoints = run / "checkpoints"
+    if (run / "config.yaml").exists() and checkpoints.is_dir() and any(checkpoints.iterdir()):
+        command, mode, verb = ["--resume", str(run)], "a", "resume"
+    else:
+        suite = merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
+        (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+        command, mode, verb = ["--suite", str(run / "suite.yaml"), "--out", str(run)], "w", "start"
     start = time.perf_counter()
-    print(f"[start] {run.name}")
-    with open(run / "train.log", "w") as log:
+    print(f"[{verb}] {run.name}")
+    with open(run / "train.log", mode) as log:
         subprocess.run(
-            [sys.executable, "-m", "scalezero.cli", "train", "--suite", str(run / "suite.yaml"), "--out", str(run), "--quiet"],
+            [sys.executable, "-m", "scalezero.cli", "train", *command, "--quiet"],
             check=True,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""Command line: ``scalezero train``, ``scalezero eval`` and ``scalezero report``.
+"""Command line: ``scalezero train``, ``eval``, ``report``, ``play`` and ``tasks``.
 
 User mistakes (unknown task or suite, bad value, missing dependency) end with one line
 naming what was wrong and what is allowed, and exit status 2; no traceback.
@@ -21,10 +21,10 @@ from scalezero.errors import CheckpointError
 
 def _config_for_task(name: str) -> Config:
     """A suite of one: the first shipped suite that lists ``name`` supplies the settings."""
-    from scalezero.tasks import available_tasks
+    from scalezero.tasks import available_tasks, unknown_task_message
 
     if name not in available_tasks():
-        raise ConfigError(f"unknown task {name!r}; available tasks: {', '.join(available_tasks())}")
+        raise ConfigError(unknown_task_message(name))
     for suite in available_suites():
         config = load_suite(suite)
         for entry in config.tasks:
@@ -134,6 +134,24 @@ def _play(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(args: argparse.Namespace) -> int:
+    from scalezero.tasks import available_tasks
+
+    families: dict[str, list[str]] = {}
+    for name in available_tasks():
+        family = name.split("-", 1)[0] if "-" in name else "classic"
+        families.setdefault(family, []).append(name)
+    if args.family:
+        if args.family not in families:
+            raise ConfigError(f"unknown family {args.family!r}; families: {', '.join(sorted(families))}")
+        families = {args.family: families[args.family]}
+    for family, names in sorted(families.items()):
+        print(f"{family} ({len(names)}): {' '.join(names)}")
+    if not args.family:
+        print(f"suites: {' '.join(available_suites())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalezero", description="One world model for many tasks: multi-task MuZero-style planning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_play)
+    k = sub.add_parser("tasks", help="list the registered tasks by family, and the shipped suites")
+    k.add_argument("--family", help="only this family (atari, dmc, minatar, mw, text, classic)")
+    k.set_defaults(func=_tasks)
     return parser
 
 

@@ -408,7 +408,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     dps: DPSConfig = field(default_factory=DPSConfig)
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Check every field; return self so calls can chain."""
         _check(len(self.tasks) >= 1, "tasks", "a list of at least one task", list(self.tasks))
         names = [t.name for t in self.tasks]
@@ -518,7 +518,11 @@ def load_suite(name: str) -> Config:
     else:
         suites = available_suites()
         if name not in suites:
-            raise ConfigError(f"unknown suite {name!r}; available suites: {', '.join(suites)} (or a path to a .yaml file)")
+            import difflib
+
+            close = difflib.get_close_matches(name, suites, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"unknown suite {name!r}; {hint}available suites: {', '.join(suites)} (or a path to a .yaml file)")
         text = (resources.files("scalezero") / "suites" / f"{name}.yaml").read_text()
         data = yaml.safe_load(text) or {}
         data.setdefault("suite", name)

@@ -28,17 +28,30 @@ TINY = {
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["train", "--task", "pong"], "unknown task 'pong'; available tasks:"),
-        (["train", "--suite", "atari999"], "unknown suite 'atari999'; available suites:"),
+        (["train", "--task", "pongg"], "unknown task 'pongg'; did you mean atari-pong"),
+        (["train", "--suite", "atari999"], "unknown suite 'atari999'; did you mean atari8"),
         (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME, --task NAME or --resume DIR"),
         (["train", "--task", "cartpole", "--steps", "0"], "train.env_steps = 0 is not allowed"),
         (["eval", "--run", "/nonexistent/run"], "is not a run directory"),
+        (["tasks", "--family", "atar"], "unknown family 'atar'; families: atari, classic, dmc, minatar, mw, text"),
     ],
 )
 def test_user_errors_are_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_tasks_lists_every_registered_task_by_family(capsys):
+    from scalezero.tasks import available_tasks
+
+    assert main(["tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [name for line in lines if not line.startswith("suites:") for name in line.split(": ", 1)[1].split()]
+    assert sorted(listed) == available_tasks()
+    assert "minatar (5): minatar-asterix minatar-breakout minatar-freeway minatar-seaquest minatar-space_invaders" in lines
+    assert main(["tasks", "--family", "text"]) == 0
+    assert capsys.readouterr().out.strip() == "text (4): text-easy text-expert text-hard text-medium"
 
 
 def test_tiny_multitask_run_end_to_end(tmp_path, capsys):

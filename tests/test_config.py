@@ -2,7 +2,7 @@
 
 import pytest
 
-from scalezero.config import ConfigError, config_from_dict, load_suite, available_suites, save_config, load_config, with_overrides
+from scalezero.config import ConfigError, available_suites, config_from_dict, load_config, load_suite, save_config, with_overrides
 
 
 def test_shipped_suites_load():
@@ -33,8 +33,10 @@ def test_bad_values_name_the_field(data, needle):
 
 
 def test_unknown_suite_lists_alternatives():
-    with pytest.raises(ConfigError, match="unknown suite 'atari999'; available suites: cartpole, classic, minatar"):
+    with pytest.raises(ConfigError, match="unknown suite 'atari999'; did you mean atari8") as error:
         load_suite("atari999")
+    assert f"available suites: {', '.join(available_suites())} (or a path" in str(error.value)
+    assert "cartpole, classic" in str(error.value)
 
 
 def test_round_trip_and_overrides(tmp_path):

@@ -10,7 +10,7 @@ MINATAR = ["minatar-breakout", "minatar-asterix", "minatar-freeway", "minatar-se
 
 def test_registry_and_unknown_task():
     assert {"cartpole", *MINATAR} <= set(available_tasks())
-    with pytest.raises(KeyError, match="unknown task 'pong'; available tasks: acrobot, cartpole"):
+    with pytest.raises(KeyError, match=r"unknown task 'pong'; did you mean .*atari-pong.*in the families .*minatar"):
         get_task("pong")
 
 

@@ -94,8 +94,8 @@ def _evaluation(groups: list[RunGroup]) -> Section:
                 row.append(_fmt(float(np.mean(rates))) if rates else "-")
             rows.append(row)
     for g in groups:
-        if means[g.label]:
-            row = ["mean over tasks", g.label, "", "", "", _fmt(float(np.mean(means[g.label])))]
+        if means[g.label] or human_means[g.label]:
+            row = ["mean over tasks", g.label, "", "", "", _fmt(float(np.mean(means[g.label]))) if means[g.label] else "-"]
             if human:
                 hm = human_means[g.label]
                 row.append(f"mean {_fmt(float(np.mean(hm)))}, median {_fmt(float(np.median(hm)))}" if hm else "-")
@@ -106,6 +106,12 @@ def _evaluation(groups: list[RunGroup]) -> Section:
     blocks: list = [
         "Greedy search, final evaluation of each run; several seeds give their mean and standard error. "
         "The normalised score puts the random policy at 0 and the task's target return at 1."
+        + (
+            " The human-normalised score, (return - random) / (human - random), puts the published random-policy"
+            " score at 0 and the human reference at 1 for the tasks that have one (Atari); its mean and median are over those tasks."
+            if human
+            else ""
+        )
     ]
     return Section("Final evaluation", blocks + [Table(header, rows)])
 
