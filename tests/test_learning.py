@@ -11,21 +11,22 @@ def test_cartpole_learns_within_two_minutes(tmp_path):
     config = with_overrides(
         config,
         "train",
-        env_steps=3_000,
+        env_steps=4_000,
         learning_starts=500,
-        eval_every=3_000,
+        eval_every=4_000,
         eval_episodes=8,
-        checkpoint_every=3_000,
+        checkpoint_every=4_000,
         seed=0,
     )
     start = time.perf_counter()
     result = train(config, tmp_path / "run", show_progress=False)
     wall = time.perf_counter() - start
     score = result.final_eval["cartpole"]["return_mean"]
-    print(f"cartpole after 3,000 env steps: eval return {score:.1f} in {wall:.0f} s")
-    # Seeds differ a lot this early (66 and 156 for seeds 0 and 1, measured); 60 is ~9 standard
-    # errors of an 8-episode mean above the random policy's 22.
-    assert score >= 60.0, f"eval return {score:.1f} after 3,000 steps; a random policy gets ~22"
+    print(f"cartpole after 4,000 env steps: eval return {score:.1f} in {wall:.0f} s")
+    # Seeds differ a lot this early. Measured at 3,000 / 4,000 steps: seed 0 66 / 162, seed 1
+    # 156 / 443, seed 2 219 / 473; at 3,000 steps seed 0 sat too close to any threshold that
+    # means learning, so the run is 4,000 steps and 100 is ~4.5x the random policy's 22.
+    assert score >= 100.0, f"eval return {score:.1f} after 4,000 steps; a random policy gets ~22"
 
 
 def test_continuous_reach_learns_with_sampled_search(tmp_path):
