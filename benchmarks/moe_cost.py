@@ -1,0 +1,89 @@
+"""What the Mixture-of-Experts backbone costs: CPU seconds per learner update and per collection
+step, dense vs MoE, on the MinAtar benchmarks' configuration (``common.minatar_suite``).
+
+One torch thread and CPU time of this process (``time.process_time``), so the figures hold
+while other processes share the cores. A collection step is one batched search over every env
+copy of every task (40 roots for the minatar suite) plus the env steps; at the suite's replay
+ratio a collection step is followed by two updates.
+
+    python benchmarks/moe_cost.py --repeats 5
+
+Writes ``benchmarks/results/moe_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import minatar_suite, write_result
+from learner import fill_random
+
+from scalezero.config import load_suite
+from scalezero.training.collector import Collector
+from scalezero.training.learner import Learner
+from scalezero.training.loop import build_model, resolve_tasks
+
+
+def cpu_seconds(fn, repeats: int, per_repeat: int) -> float:
+    """Median over ``repeats`` of the mean CPU seconds of ``fn()`` over ``per_repeat`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        for _ in range(per_repeat):
+            fn()
+        times.append((time.process_time() - start) / per_repeat)
+    return statistics.median(times)
+
+
+def measure(moe: bool, repeats: int, per_repeat: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "suite.yaml"
+        path.write_text(yaml.safe_dump({**minatar_suite(moe), "suite": "minatar"}))
+        config = load_suite(str(path))
+    tasks, layout = resolve_tasks(config)
+    device = torch.device("cpu")
+    model = build_model(config, layout, device)
+    collector = Collector(tasks, layout, config, device)
+    fill_random(collector, 2_000, np.random.default_rng(0))
+    learner = Learner(model, layout, config, device)
+    ids = list(range(len(tasks)))
+    update = lambda: learner.update(learner.sample(collector.replays, ids))  # noqa: E731
+    collect = lambda: collector.step(model, ids)  # noqa: E731
+    for _ in range(2):
+        update()
+        collect()
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "update_cpu_s": cpu_seconds(update, repeats, per_repeat),
+        "collect_step_cpu_s": cpu_seconds(collect, repeats, per_repeat),
+        "roots_per_collect_step": sum(b.num_envs for b in collector.envs.values()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--per-repeat", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = {name: measure(name == "moe", args.repeats, args.per_repeat) for name in ("dense", "moe")}
+    for name, r in results.items():
+        print(f"{name:5s} {r['parameters']:>9,} params  update {r['update_cpu_s']:.3f} CPU s  collection step {r['collect_step_cpu_s']:.3f} CPU s")
+    d, m = results["dense"], results["moe"]
+    ratios = {key: m[key] / d[key] for key in ("update_cpu_s", "collect_step_cpu_s")}
+    print(f"MoE / dense: update {ratios['update_cpu_s']:.2f}x, collection step {ratios['collect_step_cpu_s']:.2f}x")
+    print(f"written: {write_result('moe_cost', {'threads': 1, 'results': results, 'moe_over_dense': ratios})}")
+
+
+if __name__ == "__main__":
+    main()
