@@ -1,6 +1,9 @@
 """What the Mixture-of-Experts backbone costs: CPU seconds per learner update and per collection
 step, dense vs MoE, on the MinAtar benchmarks' configuration (``common.minatar_suite``).
 
+Also one layer alone, MoE (4 routed experts, top-1, shared expert) vs the dense FFN, on a
+search-sized batch (80 tokens) and a learner-sized one (4,400 tokens).
+
 One torch thread and CPU time of this process (``time.process_time``), so the figures hold
 while other processes share the cores. A collection step is one batched search over every env
 copy of every task (40 roots for the minatar suite) plus the env steps; at the suite's replay
@@ -70,6 +73,22 @@ def measure(moe: bool, repeats: int, per_repeat: int) -> dict:
     }
 
 
+def layer_us(tokens: int, dim: int = 128, calls: int = 200) -> dict:
+    """CPU microseconds per forward of one dense FFN and one MoE layer on ``tokens`` tokens."""
+    from scalezero.model.moe import MoE, FeedForward
+
+    torch.manual_seed(0)
+    x = torch.randn(tokens, dim)
+    out = {}
+    for name, layer in (("dense", FeedForward(dim)), ("moe", MoE(dim, 4, 1, True))):
+        layer.eval()
+        with torch.no_grad():
+            for _ in range(20):
+                layer(x)
+            out[name] = cpu_seconds(lambda layer=layer: layer(x), 3, calls) * 1e6
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -82,7 +101,11 @@ def main() -> None:
     d, m = results["dense"], results["moe"]
     ratios = {key: m[key] / d[key] for key in ("update_cpu_s", "collect_step_cpu_s")}
     print(f"MoE / dense: update {ratios['update_cpu_s']:.2f}x, collection step {ratios['collect_step_cpu_s']:.2f}x")
-    print(f"written: {write_result('moe_cost', {'threads': 1, 'results': results, 'moe_over_dense': ratios})}")
+    layers = {str(n): layer_us(n) for n in (80, 4_400)}
+    for n, r in layers.items():
+        print(f"one layer, {n:>5} tokens: dense FFN {r['dense']:7.0f} us, MoE {r['moe']:7.0f} us ({r['moe'] / r['dense']:.1f}x)")
+    payload = {"threads": 1, "results": results, "moe_over_dense": ratios, "layer_us": layers}
+    print(f"written: {write_result('moe_cost', payload)}")
 
 
 if __name__ == "__main__":
