@@ -60,8 +60,8 @@ def measure(moe: bool, repeats: int, per_repeat: int) -> dict:
     fill_random(collector, 2_000, np.random.default_rng(0))
     learner = Learner(model, layout, config, device)
     ids = list(range(len(tasks)))
-    update = lambda: learner.update(learner.sample(collector.replays, ids))  # noqa: E731
-    collect = lambda: collector.step(model, ids)  # noqa: E731
+    update = lambda: learner.update(learner.sample(collector.replays, ids))
+    collect = lambda: collector.step(model, ids)
     for _ in range(2):
         update()
         collect()
@@ -75,7 +75,7 @@ def measure(moe: bool, repeats: int, per_repeat: int) -> dict:
 
 def layer_us(tokens: int, dim: int = 128, calls: int = 200) -> dict:
     """CPU microseconds per forward of one dense FFN and one MoE layer on ``tokens`` tokens."""
-    from scalezero.model.moe import MoE, FeedForward
+    from scalezero.model.moe import FeedForward, MoE
 
     torch.manual_seed(0)
     x = torch.randn(tokens, dim)
