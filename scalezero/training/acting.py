@@ -69,12 +69,16 @@ class TaskActions:
         env_actions: what the env receives: ``[n]`` ids, or ``[n, task action_dim]`` vectors.
         candidates: continuous suites: ``[n, K, action_dim]`` the root's candidate actions
             (the policy target is a distribution over them); None otherwise.
+        legal: discrete suites: ``[n, suite actions]`` what the root could play (the task's
+            static set narrowed by the env's per-step mask; replay keeps it for the policy
+            loss); None in continuous suites.
     """
 
     search: SearchOutput
     actions: np.ndarray
     env_actions: np.ndarray
     candidates: np.ndarray | None = None
+    legal: np.ndarray | None = None
 
 
 @dataclass
@@ -157,10 +161,11 @@ def search_actions(
         )
     else:
         recurrent = TreeSearchModel(model, root, task_id, num_nodes=config.num_simulations + 1)
+        root_legal = _root_legal(layout, task_order, sizes, legal)
         search_root = Root(
             prior_logits=root.policy_logits.float().cpu().numpy(),
             value=root.value.float().cpu().numpy(),
-            legal=_root_legal(layout, task_order, sizes, legal),
+            legal=root_legal,
             tree_legal=layout.action_masks[task_id.cpu().numpy()],
         )
     out = run_search(search_root, recurrent, config, discount, rng, explore)
@@ -169,7 +174,7 @@ def search_actions(
     cand_np = candidates.float().cpu().numpy() if model.continuous else None
     for tid, part, lo, hi in zip(task_order, _split(out, sizes), bounds[:-1], bounds[1:]):
         if cand_np is None:
-            results[tid] = TaskActions(search=part, actions=part.action, env_actions=part.action)
+            results[tid] = TaskActions(search=part, actions=part.action, env_actions=part.action, legal=root_legal[lo:hi])
         else:
             cands = cand_np[lo:hi]
             chosen = cands[np.arange(hi - lo), part.action]

@@ -56,14 +56,6 @@ class Collector:
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)
 
-    def _padded_legal(self, tid: int, legal: np.ndarray) -> np.ndarray | None:
-        """``[n, suite actions]``: the task's per-step legal mask within the suite's action set."""
-        if self.layout.continuous:
-            return None
-        out = np.repeat(self.layout.action_masks[tid][None], legal.shape[0], axis=0)
-        out[:, : legal.shape[1]] &= legal
-        return out
-
     def env_crashes(self) -> dict[int, int]:
         """Env copies restarted after raising or hanging, per task id."""
         return {t: b.crashes for t, b in self.envs.items()}
@@ -79,11 +71,11 @@ class Collector:
         for tid in task_ids:
             out = result.outputs[tid]
             batch = self.envs[tid]
-            obs_before, legal_before = batch.obs, self._padded_legal(tid, batch.legal)
+            obs_before = batch.obs
             step = batch.step(out.env_actions)
             replay = self.replays[tid]
             search = out.search
-            replay.add_steps(obs_before, out.actions, step.reward, search.policy_target, search.root_value, legal_before, out.candidates)
+            replay.add_steps(obs_before, out.actions, step.reward, search.policy_target, search.root_value, out.legal, out.candidates)
             done = np.nonzero(step.done)[0]
             replay.add_finals(done, step.final_obs[done], step.terminated[done])
             self.histories[tid].advance(out.actions, self.layout.pad_obs(tid, step.obs), step.done)

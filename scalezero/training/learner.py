@@ -240,12 +240,10 @@ class Learner:
             candidates = torch.as_tensor(self._stack(batch, "candidates")[:, : K + 1], device=dev)
             dist = self.model.policy_distribution(policy_logits, task_ids)
             return -(target * dist.log_prob(candidates)).sum(-1), dist.entropy()
-        logits = policy_logits
+        logits = policy_logits  # the model already masked each task's static action set
         if all(w.legal is not None for w in batch.windows.values()):
             legal = torch.as_tensor(self._stack(batch, "legal")[:, : K + 1], device=dev)
-            static = self.model.action_masks[task_ids].unsqueeze(1)
-            if bool((legal != static).any()):  # some step allowed less than the task's whole set
-                logits = logits.masked_fill(~legal, ILLEGAL_LOGIT)
+            logits = logits.masked_fill(~legal, ILLEGAL_LOGIT)
         probs = F.softmax(logits, dim=-1)
         entropy = -(probs * F.log_softmax(logits, dim=-1)).sum(-1)
         return soft_cross_entropy(logits, target), entropy
