@@ -135,17 +135,14 @@ def _play(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from scalezero.tasks import available_tasks
+    from scalezero.tasks import task_families
 
-    families: dict[str, list[str]] = {}
-    for name in available_tasks():
-        family = name.split("-", 1)[0] if "-" in name else "classic"
-        families.setdefault(family, []).append(name)
+    families = task_families()
     if args.family:
         if args.family not in families:
             raise ConfigError(f"unknown family {args.family!r}; families: {', '.join(sorted(families))}")
         families = {args.family: families[args.family]}
-    for family, names in sorted(families.items()):
+    for family, names in families.items():
         print(f"{family} ({len(names)}): {' '.join(names)}")
     if not args.family:
         print(f"suites: {' '.join(available_suites())}")

@@ -518,10 +518,9 @@ def load_suite(name: str) -> Config:
     else:
         suites = available_suites()
         if name not in suites:
-            import difflib
+            from scalezero.errors import did_you_mean
 
-            close = difflib.get_close_matches(name, suites, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            hint = did_you_mean(name, suites, limit=3)
             raise ConfigError(f"unknown suite {name!r}; {hint}available suites: {', '.join(suites)} (or a path to a .yaml file)")
         text = (resources.files("scalezero") / "suites" / f"{name}.yaml").read_text()
         data = yaml.safe_load(text) or {}

@@ -20,6 +20,7 @@ __all__ = [
     "get_task",
     "make_layout",
     "register_task",
+    "task_families",
     "unknown_task_message",
 ]
 
@@ -53,17 +54,23 @@ def available_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def task_families() -> dict[str, list[str]]:
+    """Registered task names by family, the prefix before the first ``-`` (``atari``, ``dmc``,
+    ``minatar``, ``mw``, ``text``); names without one (``cartpole``, ``acrobot``) are ``classic``."""
+    families: dict[str, list[str]] = {}
+    for name in available_tasks():
+        families.setdefault(name.split("-", 1)[0] if "-" in name else "classic", []).append(name)
+    return dict(sorted(families.items()))
+
+
 def unknown_task_message(name: str) -> str:
     """One line for a task name that is not registered: the closest names and the families."""
-    import difflib
+    from scalezero.errors import did_you_mean
 
     names = available_tasks()
-    close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
-    close += [n for n in names if n.endswith(f"-{name}") and n not in close][:4]
-    families = sorted({n.split("-", 1)[0] for n in names if "-" in n} | {n for n in names if "-" not in n})
-    hint = f"did you mean {', '.join(close[:4])}? " if close else ""
+    hint = did_you_mean(name, names, also=[n for n in names if n.endswith(f"-{name}")])
     return (
-        f"unknown task {name!r}; {hint}{len(names)} tasks are registered, in the families {', '.join(families)} "
+        f"unknown task {name!r}; {hint}{len(names)} tasks are registered, in the families {', '.join(task_families())} "
         "(scalezero tasks lists them)"
     )
 
