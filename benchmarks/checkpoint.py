@@ -17,17 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
-from learner import fill_random
+from learner import filled_learner
 
 from scalezero.config import load_suite
 from scalezero.training.collector import Collector
 from scalezero.training.learner import Learner
-from scalezero.training.loop import build_model, resolve_tasks
+from scalezero.training.loop import build_model
 from scalezero.training.metrics import MetricsLogger
 from scalezero.training.run_state import LoopState, restore_run, save_run
 
@@ -38,12 +37,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     config = load_suite(args.suite)
-    tasks, layout = resolve_tasks(config)
     device = torch.device("cpu")
-    model = build_model(config, layout, device)
-    collector = Collector(tasks, layout, config, device)
-    learner = Learner(model, layout, config, device)
-    fill_random(collector, config.replay.capacity_per_task, np.random.default_rng(0))
+    tasks, layout, _, collector, learner = filled_learner(config, device, steps=config.replay.capacity_per_task)
     learner.update(learner.sample(collector.replays, list(range(len(tasks)))))  # optimiser moments exist
     loop = LoopState(clock=1000.0, recent_returns={t: [] for t in range(len(tasks))})
     root = Path(tempfile.mkdtemp(prefix="scalezero-ckpt-"))

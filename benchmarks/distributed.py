@@ -30,32 +30,26 @@ from common import write_result
 
 def worker(args: argparse.Namespace) -> None:
     """One rank: fill its replays, time ``repeats x per_repeat`` updates, rank 0 writes the median."""
-    import numpy as np
     import torch
-    from learner import fill_random
+    from learner import filled_learner
 
     from scalezero.config import load_suite
-    from scalezero.training.collector import Collector
     from scalezero.training.distributed import broadcast_parameters, init_from_env, partition
-    from scalezero.training.learner import Learner
-    from scalezero.training.loop import build_model, pick_device, resolve_tasks
+    from scalezero.training.loop import pick_device
 
     torch.set_num_threads(args.threads)
     config = load_suite(args.suite)
     device = pick_device(args.device)
-    tasks, layout = resolve_tasks(config)
+    num_tasks = len(config.tasks)
     info = init_from_env(device)
-    own = partition(len(tasks), info.world)[info.rank] if info.enabled else list(range(len(tasks)))
+    own = partition(num_tasks, info.world)[info.rank] if info.enabled else list(range(num_tasks))
     torch.manual_seed(0)
-    model = build_model(config, layout, device)
-    collector = Collector(tasks, layout, config, device, task_ids=own)
-    fill_random(collector, 2_000, np.random.default_rng(info.rank))
-    learner = Learner(model, layout, config, device)
+    _, _, model, collector, learner = filled_learner(config, device, seed=info.rank, task_ids=own)
     if info.enabled:
         broadcast_parameters(model)
         broadcast_parameters(learner.target)
         learner.distributed = True
-        learner.grad_weight = len(own) / len(tasks)
+        learner.grad_weight = len(own) / num_tasks
     for _ in range(3):
         learner.update(learner.sample(collector.replays, own))
     times = []

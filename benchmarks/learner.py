@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
 
-from scalezero.config import load_suite
+from scalezero.config import Config, load_suite
+from scalezero.model import WorldModel
+from scalezero.tasks import SuiteLayout, Task
 from scalezero.training.collector import Collector
 from scalezero.training.learner import Learner
 from scalezero.training.loop import build_model, resolve_tasks
@@ -42,15 +45,31 @@ def fill_random(collector: Collector, steps: int, rng: np.random.Generator) -> N
             replay.add_finals(done, step.final_obs[done], step.terminated[done])
 
 
+class FilledLearner(NamedTuple):
+    """What the learner benchmarks start from: a fresh model and learner, and replays already
+    holding random-policy data."""
+
+    tasks: list[Task]
+    layout: SuiteLayout
+    model: WorldModel
+    collector: Collector
+    learner: Learner
+
+
+def filled_learner(config: Config, device: torch.device, steps: int = 2_000, seed: int = 0, task_ids: list[int] | None = None) -> FilledLearner:
+    """Build ``config``'s model, collector (``task_ids``, default all) and learner, and put
+    ``steps`` random-policy steps per task into the replays (actions drawn with ``seed``)."""
+    tasks, layout = resolve_tasks(config)
+    model = build_model(config, layout, device)
+    collector = Collector(tasks, layout, config, device, task_ids=task_ids)
+    fill_random(collector, steps, np.random.default_rng(seed))
+    return FilledLearner(tasks, layout, model, collector, Learner(model, layout, config, device))
+
+
 def measure(suite: str, threads: int, repeats: int, per_repeat: int) -> dict:
     torch.set_num_threads(threads)
     config = load_suite(suite)
-    tasks, layout = resolve_tasks(config)
-    device = torch.device("cpu")
-    model = build_model(config, layout, device)
-    collector = Collector(tasks, layout, config, device)
-    fill_random(collector, 2_000, np.random.default_rng(0))
-    learner = Learner(model, layout, config, device)
+    tasks, _, model, collector, learner = filled_learner(config, torch.device("cpu"))
     ids = list(range(len(tasks)))
     for _ in range(3):
         learner.update(learner.sample(collector.replays, ids))

@@ -19,22 +19,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import minatar_suite, write_result
-from learner import fill_random
+from learner import filled_learner
 
-from scalezero.config import load_suite
-from scalezero.training.collector import Collector
-from scalezero.training.learner import Learner
-from scalezero.training.loop import build_model, resolve_tasks
+from scalezero.config import config_from_dict
 
 
 def cpu_seconds(fn, repeats: int, per_repeat: int) -> float:
@@ -49,16 +43,8 @@ def cpu_seconds(fn, repeats: int, per_repeat: int) -> float:
 
 
 def measure(moe: bool, repeats: int, per_repeat: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "suite.yaml"
-        path.write_text(yaml.safe_dump({**minatar_suite(moe), "suite": "minatar"}))
-        config = load_suite(str(path))
-    tasks, layout = resolve_tasks(config)
-    device = torch.device("cpu")
-    model = build_model(config, layout, device)
-    collector = Collector(tasks, layout, config, device)
-    fill_random(collector, 2_000, np.random.default_rng(0))
-    learner = Learner(model, layout, config, device)
+    config = config_from_dict({**minatar_suite(moe), "suite": "minatar"})
+    tasks, _, model, collector, learner = filled_learner(config, torch.device("cpu"))
     ids = list(range(len(tasks)))
     update = lambda: learner.update(learner.sample(collector.replays, ids))
     collect = lambda: collector.step(model, ids)

@@ -97,7 +97,7 @@ def test_box_actions_stay_continuous_and_are_rescaled_to_the_bounds():
 # ------------------------------------------------------------------ the tree cache
 
 
-def test_tree_cache_matches_full_sequence_with_sampled_actions():
+def test_tree_cache_matches_full_sequence_with_sampled_actions(record_recurrent):
     layout = make_layout([t.spec for t in reach_tasks()])
     torch.manual_seed(1)
     model = WorldModel(ModelConfig(attention_window_steps=3, **SMALL), layout).eval()
@@ -108,15 +108,7 @@ def test_tree_cache_matches_full_sequence_with_sampled_actions():
     task_ids = torch.tensor([0, 1])
     actions = torch.rand(b, t - 1, 3, generator=gen) * 2 - 1
     actions[0, :, 1:] = 0  # task 0 has one dimension
-    captured = []
-    original = model.recurrent_inference
-
-    def spy(*args, **kwargs):
-        out = original(*args, **kwargs)
-        captured.append(out)
-        return out
-
-    model.recurrent_inference = spy  # type: ignore[method-assign]
+    captured = record_recurrent(model)
     with torch.no_grad():
         root = model.initial_inference(latents, actions, task_ids)
         sampler = ActionSampler(model, 4, include_mode=True, generator=torch.Generator().manual_seed(0))

@@ -217,7 +217,7 @@ TREE_PARENTS = [
 
 
 @pytest.mark.parametrize("window", [2, 16])
-def test_tree_cache_matches_full_sequence(window: int):
+def test_tree_cache_matches_full_sequence(window: int, record_recurrent):
     layout = vector_layout()
     model = make_model(layout, window=window, seed=1)
     b, t, d = 3, 4, 32
@@ -230,15 +230,7 @@ def test_tree_cache_matches_full_sequence(window: int):
     for row, p in enumerate(pads):
         step_valid[row, :p] = False
 
-    captured = []
-    original = model.recurrent_inference
-
-    def spy(*args, **kwargs):
-        out = original(*args, **kwargs)
-        captured.append(out)
-        return out
-
-    model.recurrent_inference = spy  # type: ignore[method-assign]
+    captured = record_recurrent(model)
     with torch.no_grad():
         root = model.initial_inference(latents, actions, task_ids, step_valid)
     num_sims = len(TREE_PARENTS[0])

@@ -26,7 +26,7 @@ def _normalised(value: float, low: float | None, high: float | None) -> float | 
     return (value - low) / (high - low)
 
 
-def _final_returns(group: RunGroup, task: str, key: str = "return_mean") -> list[float]:
+def _final_values(group: RunGroup, task: str, key: str = "return_mean") -> list[float]:
     out = []
     for run in group.runs:
         r = run.summary["final_eval"].get(task, {})
@@ -73,7 +73,7 @@ def _evaluation(groups: list[RunGroup]) -> Section:
     human_means: dict[str, list[float]] = {g.label: [] for g in groups}
     for task, spec in specs.items():
         for g in groups:
-            values = _final_returns(g, task)
+            values = _final_values(g, task)
             if not values:
                 continue
             mean = float(np.mean(values))
@@ -88,7 +88,7 @@ def _evaluation(groups: list[RunGroup]) -> Section:
                     human_means[g.label].append(hn)
                 row.append(_fmt(hn))
             if success:
-                rates = _final_returns(g, task, "success_rate")
+                rates = _final_values(g, task, "success_rate")
                 if rates:
                     success_means[g.label].append(float(np.mean(rates)))
                 row.append(_fmt(float(np.mean(rates))) if rates else "-")
