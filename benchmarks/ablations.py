@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CPU_TARGETS, RESULTS, merge, minatar_suite, run_all, write_result
+from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, target_scores, write_result
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -46,21 +46,11 @@ def variants(steps: int | None) -> dict[str, dict]:
     }
 
 
-def normalised(returns: dict[str, float]) -> dict[str, float]:
-    from scalezero.tasks import get_task
-
-    out = {}
-    for game, r in returns.items():
-        low = get_task(game).spec.random_return or 0.0
-        out[game] = (r - low) / (CPU_TARGETS[game] - low)
-    return out
-
-
 def summarise(all_runs: dict[str, list[dict]]) -> dict:
     result: dict = {"variants": {}}
     for name, runs in all_runs.items():
         finals = [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs]
-        scores = [float(np.mean(list(normalised(f).values()))) for f in finals]
+        scores = [float(np.mean(list(target_scores(f).values()))) for f in finals]
         result["variants"][name] = {
             "final_returns": finals,
             "mean_normalised": scores,
@@ -85,7 +75,7 @@ def plot(result: dict, path: Path) -> None:
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         finals = result["variants"][name]["final_returns"]
-        norm = [[normalised(f)[g] for g in games] for f in finals]
+        norm = [[target_scores(f)[g] for g in games] for f in finals]
         ax1.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(games))], np.mean(norm, axis=0), width, label=name)
         for seed in norm:
             ax1.scatter([x + (i - (len(names) - 1) / 2) * width for x in range(len(games))], seed, color="black", s=6, zorder=3)
@@ -114,7 +104,7 @@ def main() -> None:
     if args.smoke:
         table = {k: merge(v, {**SMOKE, "train": {**SMOKE["train"], "cluster_every": v["train"].get("cluster_every", 0) and 5}}) for k, v in table.items()}
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
-    result = summarise(run_all(jobs, out, args.parallel, "ablations"))
+    result = summarise(run_all(jobs, out, args.parallel, "ablations", archive=None if args.smoke else ARCHIVE))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     name = "ablations_smoke" if args.smoke else "ablations"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")

@@ -14,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+#: Finished benchmark runs' metrics, one JSON per run (see :func:`archive_run`).
+ARCHIVE = RESULTS / "runs"
 
 
 def machine() -> dict:
@@ -73,13 +75,16 @@ def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
     return out / f"{name}-{digest}-s{seed}"
 
 
-def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
+def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | None = None) -> Path:
     """One ``scalezero train`` process in :func:`run_path` with one torch thread. Benchmarks
-    survive interruptions: a run whose ``metrics.json`` exists is skipped, and one stopped
-    after a checkpoint continues from it (``scalezero train --resume``)."""
+    survive interruptions: a run whose ``metrics.json`` exists, here or in ``archive``, is
+    skipped, and one stopped after a checkpoint continues from it (``scalezero train --resume``).
+    Finished runs are copied into ``archive`` (see :func:`archive_run`)."""
     run = run_path(out, name, suite, seed)
-    if (run / "metrics.json").exists():
+    if (run / "metrics.json").exists() or (archive is not None and (archive / f"{run.name}.json").exists()):
         print(f"[skip] {run.name} (finished earlier)")
+        if archive is not None:
+            archive_run(run, archive)
         return run
     run.mkdir(parents=True, exist_ok=True)
     checkpoints = run / "checkpoints"
@@ -99,12 +104,38 @@ def run_training(name: str, suite: dict, seed: int, out: Path) -> Path:
             stderr=subprocess.STDOUT,
         )
     print(f"[done] {run.name} in {time.perf_counter() - start:.0f} s")
+    if archive is not None:
+        archive_run(run, archive)
     return run
 
 
-def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: str) -> dict[str, list[dict]]:
+def archive_run(run: Path, archive: Path, commit: str | None = None) -> Path:
+    """Keep a finished run's ``metrics.json`` as ``archive/<run name>.json`` (with the commit
+    that trained it), unless it is there already. Run directories are scratch space; the
+    archive is committed, so a benchmark whose runs take longer than one sitting is finished
+    over several, and its summary can be recomputed from the raw metrics at any time."""
+    path = archive / f"{run.name}.json"
+    if not path.exists() and (run / "metrics.json").exists():
+        archive.mkdir(parents=True, exist_ok=True)
+        metrics = json.loads((run / "metrics.json").read_text())
+        path.write_text(json.dumps({"run": run.name, "commit": commit or git_commit(), "metrics": metrics}, separators=(",", ":")))
+    return path
+
+
+def run_metrics(run: Path, archive: Path | None = None) -> dict:
+    """A finished run's ``metrics.json`` contents, from its directory or from ``archive``."""
+    if (run / "metrics.json").exists():
+        return json.loads((run / "metrics.json").read_text())
+    if archive is not None and (archive / f"{run.name}.json").exists():
+        return json.loads((archive / f"{run.name}.json").read_text())["metrics"]
+    raise FileNotFoundError(f"no metrics for run {run.name} in {run.parent} or {archive}")
+
+
+def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: str, archive: Path | None = None) -> dict[str, list[dict]]:
     """Run ``(name, suite, seed)`` jobs ``parallel`` at a time under a progress bar; returns
-    name -> the runs' ``metrics.json`` contents, in the order of the jobs (seeds)."""
+    name -> the runs' ``metrics.json`` contents, in the order of the jobs (seeds). With
+    ``archive`` (the benchmarks use :data:`ARCHIVE`; smoke runs do not), archived runs are not
+    trained again and new ones are archived."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -113,12 +144,12 @@ def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: 
         task = bar.add_task("runs", total=len(jobs))
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             paths = []
-            for path in pool.map(lambda job: run_training(*job, out), jobs):
+            for path in pool.map(lambda job: run_training(*job, out, archive), jobs):
                 paths.append(path)
                 bar.advance(task)
     metrics: dict[str, list[dict]] = {}
     for (name, _, _), path in zip(jobs, paths):
-        metrics.setdefault(name, []).append(json.loads((path / "metrics.json").read_text()))
+        metrics.setdefault(name, []).append(run_metrics(path, archive))
     return metrics
 
 
@@ -132,6 +163,18 @@ CPU_TARGETS = {
     "minatar-seaquest": 0.5,
     "minatar-space_invaders": 10.0,
 }
+
+
+def target_scores(returns: dict[str, float]) -> dict[str, float]:
+    """Game -> ``(return - random) / (CPU target - random)``: 0 at the random policy's return,
+    1 at :data:`CPU_TARGETS`, so the games weigh equally in a mean (not capped)."""
+    from scalezero.tasks import get_task
+
+    out = {}
+    for game, r in returns.items():
+        low = get_task(game).spec.random_return or 0.0
+        out[game] = (r - low) / (CPU_TARGETS[game] - low)
+    return out
 
 
 def minatar_suite(moe: bool, steps: int | None = None) -> dict:

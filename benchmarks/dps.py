@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, write_result
 from common import CPU_TARGETS as TARGETS
-from common import RESULTS, merge, minatar_suite, run_all, write_result
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -136,7 +136,7 @@ def main() -> None:
     if args.smoke:
         table = {k: merge(v, SMOKE if k == "moe-dps" else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
-    result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark"))
+    result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark", archive=None if args.smoke else ARCHIVE))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     name = "dps_smoke" if args.smoke else "dps"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")

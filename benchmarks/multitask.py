@@ -21,8 +21,10 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, merge, minatar_suite, run_all, write_result
+from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, target_scores, write_result
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -53,7 +55,10 @@ def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict:
+def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict:
+    """Per-variant returns, parameters, wall times and conflict statistics of the runs, plus
+    the seeds of ``previous`` (an earlier ``multitask.json`` whose runs were not archived)
+    placed before them; then the table normalised by the single-task returns."""
     per_variant: dict[str, dict] = {}
     for name, summaries in runs.items():
         returns: dict[str, list[float]] = {}
@@ -66,13 +71,36 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
             "wall_s": [m["summary"]["wall_s"] for m in summaries],
             "conflict": [_conflict_summary(m["train"]) for m in summaries],
         }
+    if previous is not None:
+        for name, d in per_variant.items():
+            old = previous["variants"][name]
+            if old["parameters"] != d["parameters"]:
+                raise ValueError(f"{name}: the previous result has {old['parameters']} parameters, these runs {d['parameters']}: not the same agent")
+            d["returns"] = {g: old["returns"][g] + v for g, v in d["returns"].items()}
+            d["wall_s"] = old["wall_s"] + d["wall_s"]
+            d["conflict"] = old["conflict"] + d["conflict"]
+    return {"variants": per_variant, "normalised_by_single_task": normalised_table(per_variant)}
+
+
+def normalised_table(per_variant: dict[str, dict]) -> dict:
+    """Per agent (single-task, dense, MoE), from the returns averaged over seeds: each game's
+    return divided by the single-task return (the issue's aggregate: mean, and the median,
+    which a near-zero single-task return cannot dominate), and each game on the random -> CPU
+    target scale of :func:`common.target_scores`."""
     single = {g: v for n, d in per_variant.items() if n.startswith("single-") for g, v in d["returns"].items()}
     table = {}
-    for name in ("dense", "moe"):
-        d = per_variant[name]
-        norm = {g: (sum(v) / len(v)) / (sum(single[g]) / len(single[g])) for g, v in d["returns"].items() if sum(single[g]) != 0}
-        table[name] = {"normalised": norm, "mean_normalised": sum(norm.values()) / max(1, len(norm))}
-    return {"variants": per_variant, "normalised_by_single_task": table}
+    for name, returns in (("single", single), ("dense", per_variant["dense"]["returns"]), ("moe", per_variant["moe"]["returns"])):
+        means = {g: float(np.mean(v)) for g, v in returns.items()}
+        norm = {g: r / float(np.mean(single[g])) for g, r in means.items() if np.mean(single[g]) != 0}
+        scaled = target_scores(means)
+        table[name] = {
+            "normalised": norm,
+            "mean_normalised": float(np.mean(list(norm.values()))) if norm else math.nan,
+            "median_normalised": float(np.median(list(norm.values()))) if norm else math.nan,
+            "target_scaled": scaled,
+            "mean_target_scaled": float(np.mean(list(scaled.values()))),
+        }
+    return table
 
 
 def plot(result: dict, path: Path) -> None:
@@ -107,23 +135,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per game for every agent")
     parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with dps.py and ablations.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    parser.add_argument("--previous", type=Path, help="an earlier multitask.json whose seeds (not among --seeds) are added to the result")
     args = parser.parse_args()
     out = Path(args.out)
     table = variants(args.steps)
+    previous = json.loads(args.previous.read_text()) if args.previous else None
+    if previous is not None and set(previous["seeds"]) & set(args.seeds):
+        parser.error(f"--previous already holds seeds {sorted(set(previous['seeds']) & set(args.seeds))}; leave them out of --seeds")
     if args.smoke:
         table = {k: merge(v, SMOKE) for k, v in table.items()}
     # Longest runs first within each seed, so the parallel slots finish close together.
     order = sorted(table, key=lambda n: n.startswith("single-"))
     jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
-    result = summarise(run_all(jobs, out, args.parallel, "multitask benchmark"))
-    result.update({"seeds": args.seeds, "smoke": args.smoke, "moe_experts": table["moe"]["model"]["moe_num_experts"], "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
+    result = summarise(run_all(jobs, out, args.parallel, "multitask benchmark", archive=None if args.smoke else ARCHIVE), previous)
+    seeds = (previous["seeds"] if previous else []) + args.seeds
+    result.update({"seeds": seeds, "previous": {"commit": previous["commit"], "command": previous["command"]} if previous else None, "smoke": args.smoke, "moe_experts": table["moe"]["model"]["moe_num_experts"], "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
     name = "multitask_smoke" if args.smoke else "multitask"
     plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
     path = write_result(name, result) if not args.smoke else out / f"{name}.json"
     if args.smoke:
         path.write_text(json.dumps(result, indent=1))
     for variant, row in result["normalised_by_single_task"].items():
-        print(f"{variant:6s} mean normalised score {row['mean_normalised']:.3f}  " + "  ".join(f"{g.removeprefix('minatar-')} {v:.2f}" for g, v in row["normalised"].items()))
+        print(f"{variant:6s} mean normalised score {row['mean_normalised']:.3f} (median {row['median_normalised']:.3f}, target-scaled {row['mean_target_scaled']:.3f})  " + "  ".join(f"{g.removeprefix('minatar-')} {v:.2f}" for g, v in row["normalised"].items()))
     for variant in ("dense", "moe"):
         print(variant, "conflict (2nd half of training):", result["variants"][variant]["conflict"])
     print(f"written: {path}")

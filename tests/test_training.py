@@ -85,3 +85,38 @@ def test_per_task_batch_sizes_are_honoured():
     assert batch.row_slot().tolist() == [0] * 2 + [1] * 5 + [2] * 9
     metrics = learner.update(batch)
     assert all(np.isfinite(metrics[f"task{t}/loss/value"]) for t in range(3))
+
+
+def test_env_batch_steps_only_active_copies():
+    tasks = _setup()[1]
+    batch = EnvBatch(tasks[1], 3, seed=0)  # minatar-breakout
+    obs_before = batch.obs.copy()
+    active = np.array([True, False, True])
+    for _ in range(4):
+        step = batch.step(np.array([1, 1, 1]), active=active)
+        assert not step.done[1] and step.reward[1] == 0
+    np.testing.assert_array_equal(batch.obs[1], obs_before[1])
+    assert batch._lengths.tolist()[1] == 0 and batch._lengths[0] > 0
+
+
+def test_evaluation_searches_each_copy_for_its_episode_only(monkeypatch):
+    """Every copy is searched once per step of its counted episode, never after it."""
+    from scalezero.training import evaluator
+
+    _, tasks, layout, model = _setup()
+    config = config_from_dict({**SMALL, "train": {**SMALL["train"], "eval_max_steps": 40}})
+    searched = {t: 0 for t in range(len(tasks))}
+    real = evaluator.search_actions
+
+    def counting(model, layout, histories, *args, **kwargs):
+        for t, h in histories.items():
+            searched[t] += h.obs.shape[0]
+            assert kwargs["legal"][t].shape[0] == h.obs.shape[0]
+        return real(model, layout, histories, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator, "search_actions", counting)
+    results = evaluator.evaluate(model, tasks, layout, config, torch.device("cpu"), episodes=5)
+    for t, r in results.items():
+        assert r["episodes"] == 5 and r["length_mean"] <= 40
+        assert searched[t] == round(r["length_mean"] * 5)  # the summed episode lengths
+    assert len({r["length_mean"] for r in results.values()}) > 1  # tasks ended at different times

@@ -161,9 +161,12 @@ class EnvBatch:
             raise ValueError(f"{spec.name}: actions must be {self.num_envs} integers in [0, {n}), got {actions!r}")
         return actions
 
-    def step(self, actions: np.ndarray) -> StepResult:
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """Step every copy with ``actions``: ``[num_envs]`` task-local action ids, or
-        ``[num_envs, action_dim]`` floats in [-1, 1] for a continuous task (clipped there)."""
+        ``[num_envs, action_dim]`` floats in [-1, 1] for a continuous task (clipped there).
+        ``active`` (``[num_envs]`` bool) steps only those copies: the others keep their
+        observation and episode, with reward 0 and not done (evaluation stops stepping copies
+        whose episode it has counted)."""
         actions = self._check_actions(actions)
         continuous = self.task.spec.continuous
         has_success = self.task.spec.success_metric
@@ -177,6 +180,9 @@ class EnvBatch:
         ep_success = np.full(self.num_envs, np.nan)
         legal = self.legal.copy()
         for i, env in enumerate(self.envs):
+            if active is not None and not active[i]:
+                obs[i] = self.obs[i]
+                continue
             error: BaseException | None = None
             try:
                 with _time_limit(self.step_timeout_s):

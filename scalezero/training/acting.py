@@ -45,6 +45,12 @@ class ContextHistory:
         self.obs[:, -1] = first_obs
         self.valid[:, -1] = True
 
+    def rows(self, index: np.ndarray) -> ContextHistory:
+        """The copies selected by ``index`` (a bool mask or ids), as a separate history."""
+        part = object.__new__(ContextHistory)
+        part.obs, part.actions, part.valid = self.obs[index], self.actions[index], self.valid[index]
+        return part
+
     def advance(self, actions: np.ndarray, next_obs: np.ndarray, done: np.ndarray) -> None:
         """Record the actions taken, shift by one step, and restart the copies whose episode ended."""
         self.actions[:, -1] = actions

@@ -1,4 +1,5 @@
-"""Greedy evaluation on separate env copies: one episode per copy, search without noise."""
+"""Greedy evaluation on separate env copies: one episode per copy, search without noise; a
+copy whose episode is counted is neither searched nor stepped again."""
 
 from __future__ import annotations
 
@@ -49,19 +50,24 @@ def evaluate(
     was_training = model.training
     model.eval()
     while any(np.isnan(r).any() for r in returns.values()):
-        live = {t: histories[t] for t in task_ids if np.isnan(returns[t]).any()}
-        legal = {t: envs[t].legal for t in live}
+        # Only copies whose episode is still uncounted are searched and stepped.
+        pending = {t: np.isnan(returns[t]) for t in task_ids if np.isnan(returns[t]).any()}
+        live = {t: histories[t].rows(rows) for t, rows in pending.items()}
+        legal = {t: envs[t].legal[rows] for t, rows in pending.items()}
         result = search_actions(model, layout, live, config.search, train.discount, rng, explore=False, device=device, legal=legal)
-        for t in live:
+        for t, rows in pending.items():
             out = result.outputs[t]
-            step = envs[t].step(out.env_actions)
-            finished = step.done & np.isnan(returns[t])
+            env_actions = np.zeros((episodes,) + out.env_actions.shape[1:], dtype=out.env_actions.dtype)
+            actions = np.zeros((episodes,) + out.actions.shape[1:], dtype=out.actions.dtype)
+            env_actions[rows], actions[rows] = out.env_actions, out.actions
+            step = envs[t].step(env_actions, active=rows)
+            finished = step.done & rows
             returns[t][finished] = step.episode_return[finished]
             lengths[t][finished] = step.episode_length[finished]
             successes[t][finished] = step.episode_success[finished]
             if on_episode is not None and finished.any():
                 on_episode(sum(int((~np.isnan(r)).sum()) for r in returns.values()), episodes * len(task_ids))
-            histories[t].advance(out.actions, layout.pad_obs(t, step.obs), step.done)
+            histories[t].advance(actions, layout.pad_obs(t, step.obs), step.done)
     model.train(was_training)
     for b in envs.values():
         b.close()

@@ -1,0 +1,57 @@
+"""Benchmark plumbing: finished runs are archived and reused; results of earlier seeds combine."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import common
+import multitask
+
+
+def _metrics(returns: dict[str, float], params: int = 10, wall: float = 1.0) -> dict:
+    final = {g: {"return_mean": r} for g, r in returns.items()}
+    train = [{"conflict/all/fraction_negative": 0.5, "conflict/all/mean_cosine": 0.1}] * 2
+    return {"summary": {"final_eval": final, "parameters": params, "wall_s": wall}, "eval": [], "train": train}
+
+
+def test_archived_runs_are_reused_without_training(tmp_path, monkeypatch):
+    suite = {"tasks": [{"name": "cartpole"}], "train": {"env_steps": 10}}
+    run = common.run_path(tmp_path / "runs", "x", suite, 3)
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(_metrics({"cartpole": 7.0})))
+    archive = tmp_path / "archive"
+    path = common.archive_run(run, archive, commit="abc1234")
+    stored = json.loads(path.read_text())
+    assert stored["commit"] == "abc1234" and stored["run"] == run.name
+    # The run directory is gone (another machine, another day): the archive answers.
+    (run / "metrics.json").unlink()
+    monkeypatch.setattr(common.subprocess, "run", lambda *a, **k: pytest.fail("an archived run must not train again"))
+    assert common.run_training("x", suite, 3, tmp_path / "runs", archive) == run
+    assert common.run_metrics(run, archive)["summary"]["final_eval"]["cartpole"]["return_mean"] == 7.0
+    with pytest.raises(FileNotFoundError, match=run.name):
+        common.run_metrics(run, None)
+    # A changed configuration is a different run: it is not found in the archive.
+    assert common.run_path(tmp_path / "runs", "x", {**suite, "train": {"env_steps": 11}}, 3).name != run.name
+
+
+def test_multitask_combines_earlier_seeds():
+    games = ["minatar-breakout", "minatar-freeway"]
+    runs = {f"single-{g.removeprefix('minatar-')}": [_metrics({g: 2.0})] for g in games}
+    runs["dense"] = [_metrics({"minatar-breakout": 1.0, "minatar-freeway": 1.0})]
+    runs["moe"] = [_metrics({"minatar-breakout": 3.0, "minatar-freeway": 2.0}, params=20)]
+    earlier = multitask.summarise({k: [_metrics({g: 0.0 for g in v[0]["summary"]["final_eval"]}, v[0]["summary"]["parameters"])] for k, v in runs.items()})
+    earlier["variants"]["single-breakout"]["returns"]["minatar-breakout"] = [4.0]
+    combined = multitask.summarise(runs, earlier)
+    assert combined["variants"]["moe"]["returns"]["minatar-breakout"] == [0.0, 3.0]
+    assert len(combined["variants"]["dense"]["conflict"]) == 2
+    table = combined["normalised_by_single_task"]
+    # breakout: MoE mean 1.5 over single-task mean 3.0; freeway: 1.0 over 1.0
+    assert table["moe"]["normalised"] == pytest.approx({"minatar-breakout": 0.5, "minatar-freeway": 1.0})
+    assert table["moe"]["mean_normalised"] == pytest.approx(0.75)
+    assert table["single"]["mean_normalised"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not the same agent"):
+        runs["moe"][0]["summary"]["parameters"] = 21
+        multitask.summarise(runs, earlier)
