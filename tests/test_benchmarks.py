@@ -55,3 +55,21 @@ def test_multitask_combines_earlier_seeds():
     with pytest.raises(ValueError, match="not the same agent"):
         runs["moe"][0]["summary"]["parameters"] = 21
         multitask.summarise(runs, earlier)
+
+
+@pytest.mark.parametrize("experts", [0, 3])
+def test_conflict_groups_partition_the_transformer(experts):
+    import torch
+
+    import conflict
+    from scalezero.config import config_from_dict
+    from scalezero.training.loop import build_model, resolve_tasks
+
+    config = config_from_dict({"tasks": ["cartpole", "acrobot"], "model": {"embed_dim": 16, "num_layers": 1, "num_heads": 2, "moe_num_experts": experts}})
+    model = build_model(config, resolve_tasks(config)[1], torch.device("cpu"))
+    groups = {g: {id(p) for p in ps} for g, ps in conflict.parameter_groups(model).items()}
+    assert groups["attention"] and groups["ffn"]
+    assert groups["attention"] | groups["ffn"] == groups["all"] and not groups["attention"] & groups["ffn"]
+    assert groups["routed"] <= groups["ffn"] and bool(groups["routed"]) == bool(experts)
+    routed = sum(p.numel() for p in model.parameters() if id(p) in groups["routed"])
+    assert routed == sum(p.numel() for m in model.modules() if hasattr(m, "experts") for p in m.experts.parameters())
