@@ -98,12 +98,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
     parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with multitask.py and dps.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    parser.add_argument("--only", nargs="+", choices=list(variants(None)), help="train (and archive) only these variants; no summary")
     args = parser.parse_args()
     out = Path(args.out)
     table = variants(args.steps)
     if args.smoke:
         table = {k: merge(v, {**SMOKE, "train": {**SMOKE["train"], "cluster_every": v["train"].get("cluster_every", 0) and 5}}) for k, v in table.items()}
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
+    if args.only:
+        run_all([job for job in jobs if job[0] in args.only], out, args.parallel, "ablations", archive=None if args.smoke else ARCHIVE)
+        print("trained; run without --only for the summary")
+        return
     result = summarise(run_all(jobs, out, args.parallel, "ablations", archive=None if args.smoke else ARCHIVE))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     name = "ablations_smoke" if args.smoke else "ablations"
