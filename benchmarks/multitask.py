@@ -55,6 +55,28 @@ def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def _routing_summary(train_rows: list[dict]) -> dict | None:
+    """MoE routing over the second half of training: each task's fraction of tokens per expert
+    and layer (``load[task][layer]``), and the mean over layers and task pairs of the routing
+    overlap ``sum_e min(p_i(e), p_j(e))`` (1: two tasks use the experts alike; 0: disjoint)."""
+    rows = [r for r in train_rows if any("/moe/" in k for k in r)]
+    rows = rows[len(rows) // 2 :]
+    if not rows:
+        return None
+    load: dict[str, dict[str, list[float]]] = {}
+    for key in sorted({k for r in rows for k in r if "/moe/" in k}):
+        task, _, layer, expert = key.split("/")
+        value = float(np.mean([r[key] for r in rows if key in r]))
+        load.setdefault(task, {}).setdefault(layer, []).append((int(expert.removeprefix("expert")), value))
+    load = {t: {layer: [v for _, v in sorted(pairs)] for layer, pairs in layers.items()} for t, layers in load.items()}
+    tasks = sorted(load)
+    overlaps = [
+        float(np.minimum(load[a][layer], load[b][layer]).sum())
+        for i, a in enumerate(tasks) for b in tasks[i + 1 :] for layer in load[a]
+    ]
+    return {"load": load, "overlap": float(np.mean(overlaps)) if overlaps else math.nan}
+
+
 def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict:
     """Per-variant returns, parameters, wall times and conflict statistics of the runs, plus
     the seeds of ``previous`` (an earlier ``multitask.json`` whose runs were not archived)
@@ -70,6 +92,7 @@ def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict
             "parameters": summaries[0]["summary"]["parameters"],
             "wall_s": [m["summary"]["wall_s"] for m in summaries],
             "conflict": [_conflict_summary(m["train"]) for m in summaries],
+            "routing": [_routing_summary(m["train"]) for m in summaries],
         }
     if previous is not None:
         for name, d in per_variant.items():
@@ -79,6 +102,7 @@ def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict
             d["returns"] = {g: old["returns"][g] + v for g, v in d["returns"].items()}
             d["wall_s"] = old["wall_s"] + d["wall_s"]
             d["conflict"] = old["conflict"] + d["conflict"]
+            d["routing"] = old.get("routing", [None] * len(old["wall_s"])) + d["routing"]
     return {"variants": per_variant, "normalised_by_single_task": normalised_table(per_variant)}
 
 

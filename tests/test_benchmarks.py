@@ -73,3 +73,11 @@ def test_conflict_groups_partition_the_transformer(experts):
     assert groups["routed"] <= groups["ffn"] and bool(groups["routed"]) == bool(experts)
     routed = sum(p.numel() for p in model.parameters() if id(p) in groups["routed"])
     assert routed == sum(p.numel() for m in model.modules() if hasattr(m, "experts") for p in m.experts.parameters())
+
+
+def test_routing_overlap_by_hand():
+    rows = [{"task0/moe/layer0/expert0": 1.0, "task0/moe/layer0/expert1": 0.0, "task1/moe/layer0/expert0": 0.25, "task1/moe/layer0/expert1": 0.75}] * 2
+    routing = multitask._routing_summary([{"loss/total": 1.0}, *rows])
+    assert routing["load"]["task1"]["layer0"] == [0.25, 0.75]
+    assert routing["overlap"] == pytest.approx(0.25)  # min(1, .25) + min(0, .75)
+    assert multitask._routing_summary([{"loss/total": 1.0}]) is None
