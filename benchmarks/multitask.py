@@ -127,6 +127,42 @@ def normalised_table(per_variant: dict[str, dict]) -> dict:
     return table
 
 
+def markdown_table(result: dict) -> str:
+    """The result as the Markdown table of BENCHMARKS.md (means over seeds; seeds in brackets)."""
+    from scalezero.tasks import get_task
+
+    v, table = result["variants"], result["normalised_by_single_task"]
+    games = list(v["dense"]["returns"])
+    single = {g: d["returns"][g] for n, d in v.items() if n.startswith("single-") for g in d["returns"]}
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.2f} ({', '.join(f'{x:.2f}' for x in values)})"
+
+    lines = ["| game | random | (a) single-task | (b) dense multi-task | (c) MoE multi-task |", "|---|---|---|---|---|"]
+    for g in games:
+        rnd = get_task(g).spec.random_return or 0.0
+        lines.append(f"| {g.removeprefix('minatar-')} | {rnd:.2f} | {cell(single[g])} | {cell(v['dense']['returns'][g])} | {cell(v['moe']['returns'][g])} |")
+    for label, key in (("mean of return / single-task return", "mean_normalised"), ("median of return / single-task return", "median_normalised"), ("mean of (return - random) / (CPU target - random)", "mean_target_scaled")):
+        lines.append(f"| {label} | | {table['single'][key]:.2f} | {table['dense'][key]:.2f} | {table['moe'][key]:.2f} |")
+    singles = [d for n, d in v.items() if n.startswith("single-")]
+    lines.append(f"| parameters | | {min(d['parameters'] for d in singles):,}-{max(d['parameters'] for d in singles):,} each | {v['dense']['parameters']:,} | {v['moe']['parameters']:,} |")
+    walls = [w for d in singles for w in d["wall_s"]]
+    def seconds(values: list[float]) -> str:
+        return " / ".join(f"{x:,.0f}" for x in values) + " s"
+
+    lines.append(f"| wall time per run (per seed) | | {min(walls):,.0f}-{max(walls):,.0f} s | {seconds(v['dense']['wall_s'])} | {seconds(v['moe']['wall_s'])} |")
+    for group in ("all", "backbone", "experts"):
+        for stat, fmt in (("fraction_negative", "{:.1%}"), ("mean_cosine", "{:.3f}")):
+            key = f"conflict/{group}/{stat}"
+            cells = []
+            for name in ("dense", "moe"):
+                values = [c[key] for c in v[name]["conflict"] if key in c]
+                cells.append(f"{fmt.format(np.mean(values))} ({', '.join(fmt.format(x) for x in values)})" if values else "")
+            label = "conflicting gradient pairs" if stat == "fraction_negative" else "mean pairwise cosine"
+            lines.append(f"| {label} (2nd half), {group} | | | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -183,6 +219,7 @@ def main() -> None:
         print(f"{variant:6s} mean normalised score {row['mean_normalised']:.3f} (median {row['median_normalised']:.3f}, target-scaled {row['mean_target_scaled']:.3f})  " + "  ".join(f"{g.removeprefix('minatar-')} {v:.2f}" for g, v in row["normalised"].items()))
     for variant in ("dense", "moe"):
         print(variant, "conflict (2nd half of training):", result["variants"][variant]["conflict"])
+    print(markdown_table(result))
     print(f"written: {path}")
 
 
