@@ -111,16 +111,22 @@ def normalised_table(per_variant: dict[str, dict]) -> dict:
     return divided by the single-task return (the issue's aggregate: mean, and the median,
     which a near-zero single-task return cannot dominate), and each game on the random -> CPU
     target scale of :func:`common.target_scores`."""
+    from scalezero.tasks import get_task
+
     single = {g: v for n, d in per_variant.items() if n.startswith("single-") for g, v in d["returns"].items()}
     table = {}
     for name, returns in (("single", single), ("dense", per_variant["dense"]["returns"]), ("moe", per_variant["moe"]["returns"])):
         means = {g: float(np.mean(v)) for g, v in returns.items()}
         norm = {g: r / float(np.mean(single[g])) for g, r in means.items() if np.mean(single[g]) != 0}
         scaled = target_scores(means)
+        # Games the single-task agent learned at all: a ratio to a return at or below random means nothing.
+        learned = [g for g in norm if np.mean(single[g]) > (get_task(g).spec.random_return or 0.0)]
         table[name] = {
             "normalised": norm,
             "mean_normalised": float(np.mean(list(norm.values()))) if norm else math.nan,
             "median_normalised": float(np.median(list(norm.values()))) if norm else math.nan,
+            "games_single_task_learned": learned,
+            "mean_normalised_where_single_task_learned": float(np.mean([norm[g] for g in learned])) if learned else math.nan,
             "target_scaled": scaled,
             "mean_target_scaled": float(np.mean(list(scaled.values()))),
         }
@@ -142,7 +148,7 @@ def markdown_table(result: dict) -> str:
     for g in games:
         rnd = get_task(g).spec.random_return or 0.0
         lines.append(f"| {g.removeprefix('minatar-')} | {rnd:.2f} | {cell(single[g])} | {cell(v['dense']['returns'][g])} | {cell(v['moe']['returns'][g])} |")
-    for label, key in (("mean of return / single-task return", "mean_normalised"), ("median of return / single-task return", "median_normalised"), ("mean of (return - random) / (CPU target - random)", "mean_target_scaled")):
+    for label, key in (("mean of return / single-task return", "mean_normalised"), ("median of return / single-task return", "median_normalised"), ("mean of return / single-task return, games the single-task agent learned (beat random)", "mean_normalised_where_single_task_learned"), ("mean of (return - random) / (CPU target - random)", "mean_target_scaled")):
         lines.append(f"| {label} | | {table['single'][key]:.2f} | {table['dense'][key]:.2f} | {table['moe'][key]:.2f} |")
     singles = [d for n, d in v.items() if n.startswith("single-")]
     lines.append(f"| parameters | | {min(d['parameters'] for d in singles):,}-{max(d['parameters'] for d in singles):,} each | {v['dense']['parameters']:,} | {v['moe']['parameters']:,} |")
