@@ -59,9 +59,9 @@ def test_multitask_combines_earlier_seeds():
 
 @pytest.mark.parametrize("experts", [0, 3])
 def test_conflict_groups_partition_the_transformer(experts):
+    import conflict
     import torch
 
-    import conflict
     from scalezero.config import config_from_dict
     from scalezero.training.loop import build_model, resolve_tasks
 
@@ -81,3 +81,15 @@ def test_routing_overlap_by_hand():
     assert routing["load"]["task1"]["layer0"] == [0.25, 0.75]
     assert routing["overlap"] == pytest.approx(0.25)  # min(1, .25) + min(0, .75)
     assert multitask._routing_summary([{"loss/total": 1.0}]) is None
+
+
+def test_run_archive_is_not_ignored_by_git():
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = common.ARCHIVE.relative_to(root) / "any-run-s0.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=root, check=False)
+    assert ignored.returncode == 1, f"{probe} is ignored: archived benchmark runs would never be committed"
