@@ -108,7 +108,7 @@ def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict
 
 def normalised_table(per_variant: dict[str, dict]) -> dict:
     """Per agent (single-task, dense, MoE), from the returns averaged over seeds: each game's
-    return divided by the single-task return (the issue's aggregate: mean, and the median,
+    return divided by the single-task return (the headline aggregate: mean, and the median,
     which a near-zero single-task return cannot dominate), and each game on the random -> CPU
     target scale of :func:`common.target_scores`."""
     from scalezero.tasks import get_task
