@@ -20,14 +20,13 @@ Writes ``benchmarks/results/ablations.json`` and ``benchmarks/results/ablations.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, target_scores, write_result
+from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -104,18 +103,15 @@ def main() -> None:
     table = variants(args.steps)
     if args.smoke:
         table = {k: merge(v, {**SMOKE, "train": {**SMOKE["train"], "cluster_every": v["train"].get("cluster_every", 0) and 5}}) for k, v in table.items()}
+    archive = None if args.smoke else ARCHIVE
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
     if args.only:
-        run_all([job for job in jobs if job[0] in args.only], out, args.parallel, "ablations", archive=None if args.smoke else ARCHIVE)
+        run_all([job for job in jobs if job[0] in args.only], out, args.parallel, "ablations", archive=archive)
         print("trained; run without --only for the summary")
         return
-    result = summarise(run_all(jobs, out, args.parallel, "ablations", archive=None if args.smoke else ARCHIVE))
+    result = summarise(run_all(jobs, out, args.parallel, "ablations", archive=archive))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
-    name = "ablations_smoke" if args.smoke else "ablations"
-    plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
-    path = (out / f"{name}.json") if args.smoke else write_result(name, result)
-    if args.smoke:
-        path.write_text(json.dumps(result, indent=1))
+    path = save_outputs("ablations", result, plot, out if args.smoke else None)
     for n, v in result["variants"].items():
         print(f"{n:16s} mean normalised {v['mean_normalised_mean']:.3f} (seeds: {', '.join(f'{x:.3f}' for x in v['mean_normalised'])})")
     print(f"written: {path}")

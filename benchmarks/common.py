@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -56,6 +57,21 @@ def write_result(name: str, payload: dict) -> Path:
     }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def save_outputs(name: str, result: dict, plot: Callable[[dict, Path], None], smoke_dir: Path | None = None) -> Path:
+    """A benchmark's plot and JSON: ``benchmarks/results/<name>.png`` and ``.json`` (the JSON
+    through :func:`write_result`), or, for a smoke run (``smoke_dir`` given), plain
+    ``<name>_smoke.png`` and ``.json`` there, so checking the pipeline never overwrites results.
+    Returns the JSON's path."""
+    if smoke_dir is None:
+        plot(result, RESULTS / f"{name}.png")
+        return write_result(name, result)
+    smoke_dir.mkdir(parents=True, exist_ok=True)
+    plot(result, smoke_dir / f"{name}_smoke.png")
+    path = smoke_dir / f"{name}_smoke.json"
+    path.write_text(json.dumps(result, indent=1))
     return path
 
 

@@ -24,7 +24,6 @@ Writes ``benchmarks/results/conflict.json`` and ``benchmarks/results/conflict.pn
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, merge, minatar_suite, write_result
+from common import merge, minatar_suite, save_outputs
 
 #: Variant -> model settings on top of the MinAtar benchmarks' dense configuration.
 VARIANTS = {
@@ -187,12 +186,7 @@ def main() -> None:
             runs.append(future.result())
             print(f"[done] {name}, seed {seed}: {runs[-1]['wall_s']:.0f} s")
     result = {"seeds": args.seeds, "settings": {k: v for k, v in vars(args).items() if k not in ("seeds", "parallel")}, "variants": summarise(runs, args.updates)}
-    name = "conflict_smoke" if args.smoke else "conflict"
-    out = Path("/tmp") if args.smoke else RESULTS
-    plot(result, out / f"{name}.png")
-    path = write_result(name, result) if not args.smoke else out / f"{name}.json"
-    if args.smoke:
-        path.write_text(json.dumps(result, indent=1))
+    path = save_outputs("conflict", result, plot, Path("/tmp") if args.smoke else None)
     print(f"{'variant':44s}" + "".join(f"{g:>20s}" for g in GROUPS))
     for variant, v in result["variants"].items():
         cells = []

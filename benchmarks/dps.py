@@ -21,14 +21,13 @@ Writes ``benchmarks/results/dps.json`` and ``benchmarks/results/dps.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, write_result
+from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs
 from common import CPU_TARGETS as TARGETS
 
 SMOKE = {
@@ -136,18 +135,15 @@ def main() -> None:
     table = variants(args.steps)
     if args.smoke:
         table = {k: merge(v, SMOKE if k == "moe-dps" else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
+    archive = None if args.smoke else ARCHIVE
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
     if args.only:
-        run_all([job for job in jobs if job[0] in args.only], out, args.parallel, "DPS benchmark", archive=None if args.smoke else ARCHIVE)
+        run_all([job for job in jobs if job[0] in args.only], out, args.parallel, "DPS benchmark", archive=archive)
         print("trained; run without --only for the summary")
         return
-    result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark", archive=None if args.smoke else ARCHIVE))
+    result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark", archive=archive))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
-    name = "dps_smoke" if args.smoke else "dps"
-    plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
-    path = (out / f"{name}.json") if args.smoke else write_result(name, result)
-    if args.smoke:
-        path.write_text(json.dumps(result, indent=1))
+    path = save_outputs("dps", result, plot, out if args.smoke else None)
     print(f"reference score S* = {result['reference_score']:.3f}")
     for n, v in result["variants"].items():
         reached = "never" if v["steps_to_reference"] is None else f"{v['steps_to_reference']:,.0f}"

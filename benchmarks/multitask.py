@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, RESULTS, merge, minatar_suite, run_all, target_scores, write_result
+from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -106,6 +106,11 @@ def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict
     return {"variants": per_variant, "normalised_by_single_task": normalised_table(per_variant)}
 
 
+def _single_task_returns(per_variant: dict[str, dict]) -> dict[str, list[float]]:
+    """Game -> per-seed returns of the single-task agent of that game."""
+    return {g: v for n, d in per_variant.items() if n.startswith("single-") for g, v in d["returns"].items()}
+
+
 def normalised_table(per_variant: dict[str, dict]) -> dict:
     """Per agent (single-task, dense, MoE), from the returns averaged over seeds: each game's
     return divided by the single-task return (the headline aggregate: mean, and the median,
@@ -113,7 +118,7 @@ def normalised_table(per_variant: dict[str, dict]) -> dict:
     target scale of :func:`common.target_scores`."""
     from scalezero.tasks import get_task
 
-    single = {g: v for n, d in per_variant.items() if n.startswith("single-") for g, v in d["returns"].items()}
+    single = _single_task_returns(per_variant)
     table = {}
     for name, returns in (("single", single), ("dense", per_variant["dense"]["returns"]), ("moe", per_variant["moe"]["returns"])):
         means = {g: float(np.mean(v)) for g, v in returns.items()}
@@ -139,10 +144,13 @@ def markdown_table(result: dict) -> str:
 
     v, table = result["variants"], result["normalised_by_single_task"]
     games = list(v["dense"]["returns"])
-    single = {g: d["returns"][g] for n, d in v.items() if n.startswith("single-") for g in d["returns"]}
+    single = _single_task_returns(v)
 
     def cell(values: list[float]) -> str:
         return f"{np.mean(values):.2f} ({', '.join(f'{x:.2f}' for x in values)})"
+
+    def seconds(values: list[float]) -> str:
+        return " / ".join(f"{x:,.0f}" for x in values) + " s"
 
     lines = ["| game | random | (a) single-task | (b) dense multi-task | (c) MoE multi-task |", "|---|---|---|---|---|"]
     for g in games:
@@ -153,9 +161,6 @@ def markdown_table(result: dict) -> str:
     singles = [d for n, d in v.items() if n.startswith("single-")]
     lines.append(f"| parameters | | {min(d['parameters'] for d in singles):,}-{max(d['parameters'] for d in singles):,} each | {v['dense']['parameters']:,} | {v['moe']['parameters']:,} |")
     walls = [w for d in singles for w in d["wall_s"]]
-    def seconds(values: list[float]) -> str:
-        return " / ".join(f"{x:,.0f}" for x in values) + " s"
-
     lines.append(f"| wall time per run (per seed) | | {min(walls):,.0f}-{max(walls):,.0f} s | {seconds(v['dense']['wall_s'])} | {seconds(v['moe']['wall_s'])} |")
     for group in ("all", "backbone", "experts"):
         for stat, fmt in (("fraction_negative", "{:.1%}"), ("mean_cosine", "{:.3f}")):
@@ -177,7 +182,7 @@ def plot(result: dict, path: Path) -> None:
 
     variants_ = result["variants"]
     games = list(variants_["dense"]["returns"])
-    single = {g: v for n, d in variants_.items() if n.startswith("single-") for g, v in d["returns"].items()}
+    single = _single_task_returns(variants_)
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.27
     for i, (label, source) in enumerate([("single-task", single), ("dense multi-task", variants_["dense"]["returns"]), ("MoE multi-task", variants_["moe"]["returns"])]):
@@ -212,19 +217,14 @@ def main() -> None:
         table = {k: merge(v, SMOKE) for k, v in table.items()}
     # Longest runs first within each seed, so the parallel slots finish close together.
     order = sorted(table, key=lambda n: n.startswith("single-"))
+    archive = None if args.smoke else ARCHIVE
     jobs = [(name, table[name], seed) for seed in args.seeds for name in order]
-    result = summarise(run_all(jobs, out, args.parallel, "multitask benchmark", archive=None if args.smoke else ARCHIVE), previous)
+    result = summarise(run_all(jobs, out, args.parallel, "multitask benchmark", archive=archive), previous)
     seeds = (previous["seeds"] if previous else []) + args.seeds
     result.update({"seeds": seeds, "previous": {"commit": previous["commit"], "command": previous["command"]} if previous else None, "smoke": args.smoke, "moe_experts": table["moe"]["model"]["moe_num_experts"], "env_steps_per_game": next(iter(table.values()))["train"]["env_steps"]})
-    name = "multitask_smoke" if args.smoke else "multitask"
-    plot(result, (out if args.smoke else RESULTS) / f"{name}.png")
-    path = write_result(name, result) if not args.smoke else out / f"{name}.json"
-    if args.smoke:
-        path.write_text(json.dumps(result, indent=1))
+    path = save_outputs("multitask", result, plot, out if args.smoke else None)
     for variant, row in result["normalised_by_single_task"].items():
         print(f"{variant:6s} mean normalised score {row['mean_normalised']:.3f} (median {row['median_normalised']:.3f}, target-scaled {row['mean_target_scaled']:.3f})  " + "  ".join(f"{g.removeprefix('minatar-')} {v:.2f}" for g, v in row["normalised"].items()))
-    for variant in ("dense", "moe"):
-        print(variant, "conflict (2nd half of training):", result["variants"][variant]["conflict"])
     print(markdown_table(result))
     print(f"written: {path}")
 

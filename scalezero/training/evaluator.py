@@ -49,9 +49,11 @@ def evaluate(
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
-    while any(np.isnan(r).any() for r in returns.values()):
+    while True:
         # Only copies whose episode is still uncounted are searched and stepped.
-        pending = {t: np.isnan(returns[t]) for t in task_ids if np.isnan(returns[t]).any()}
+        pending = {t: rows for t in task_ids if (rows := np.isnan(returns[t])).any()}
+        if not pending:
+            break
         live = {t: histories[t].rows(rows) for t, rows in pending.items()}
         legal = {t: envs[t].legal[rows] for t, rows in pending.items()}
         result = search_actions(model, layout, live, config.search, train.discount, rng, explore=False, device=device, legal=legal)
