@@ -45,7 +45,8 @@ def variants(steps: int | None) -> dict[str, dict]:
         {**base, "tasks": [{"name": t["name"], "target_return": TARGETS[t["name"]]} for t in base["tasks"]]},
         {
             "model": {"lora_stages": 4, "lora_rank": 8, "lora_alpha": 16.0},
-            # Stage 0 gets the first fifth of the updates; each later stage at most a fifth.
+            # Stage 0 runs at least a fifth of the updates and ends by the time limit after two
+            # fifths (the clock starts after the minimum); each later stage at most a fifth.
             "dps": {"enabled": True, "min_stage0_updates": updates // 5, "max_stage_updates": updates // 5},
         },
     )
@@ -66,20 +67,45 @@ def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tu
     return curve
 
 
+def oracle_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
+    """A perfect solve-and-leave agent replayed on a plain run: the bound on what DPS can save.
+
+    Each game leaves training at the first evaluation where the plain run reached its target and
+    counts as solved (score 1) from then on; the other games are assumed to learn exactly as in
+    the plain run. Returns (total env steps, mean capped score) at each evaluation, so the
+    savings it shows are the most that stopping solved games can give at this budget and
+    evaluation spacing, whatever the stage schedule.
+    """
+    by_step: dict[int, dict[str, float]] = {}
+    for row in metrics["eval"]:
+        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
+    solved: set[str] = set()
+    total, previous, curve = 0, 0, []
+    for step in sorted(by_step):
+        total += (step - previous) * (len(specs) - len(solved))
+        previous = step
+        scores = [1.0 if g in solved else min(1.0, (r - specs[g][0]) / (specs[g][1] - specs[g][0])) for g, r in by_step[step].items()]
+        curve.append((total, float(np.mean(scores))))
+        solved |= {g for g, r in by_step[step].items() if r >= specs[g][1]}
+    return curve
+
+
 def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float]]:
     """Seeds averaged evaluation by evaluation: (mean total env steps, mean score)."""
     n = min(len(c) for c in curves)
     return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(n)]
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict:
-    from scalezero.tasks import get_task
+def summarise(runs: dict[str, list[dict]], specs: dict[str, tuple[float, float]] | None = None) -> dict:
+    """Curves, steps to S* and final figures; ``specs`` maps game -> (random return, target)."""
+    if specs is None:
+        from scalezero.tasks import get_task
 
-    specs = {g: (get_task(g).spec.random_return or 0.0, t) for g, t in TARGETS.items()}
+        specs = {g: (get_task(g).spec.random_return or 0.0, t) for g, t in TARGETS.items()}
     names = list(runs)
     curves = {n: [score_curve(m, specs) for m in ms] for n, ms in runs.items()}
     reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
-    result: dict = {"reference_score": reference, "targets": TARGETS, "variants": {}}
+    result: dict = {"reference_score": reference, "targets": {g: t for g, (_, t) in specs.items()}, "variants": {}}
     for n in names:
         mean = mean_curve(curves[n])
         reached = next((steps for steps, score in mean if score >= reference - 1e-9), None)
@@ -98,6 +124,10 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
     plain, dps = (result["variants"][n]["steps_to_reference"] for n in ("moe", "moe-dps"))
     if plain and dps is not None:
         result["dps_steps_fraction"] = dps / plain
+    oracle = [oracle_curve(m, specs) for m in runs["moe"]]
+    oracle_reached = next((steps for steps, score in mean_curve(oracle) if score >= reference - 1e-9), None)
+    result["oracle"] = {"curves": oracle, "steps_to_reference": oracle_reached,
+                        "steps_fraction": oracle_reached / plain if plain and oracle_reached is not None else None}
     return result
 
 
@@ -112,6 +142,9 @@ def plot(result: dict, path: Path) -> None:
         for i, curve in enumerate(v["curves"]):
             x, y = zip(*curve)
             ax.plot(x, y, color=color, marker="o", markersize=3, alpha=0.8, label=name if i == 0 else None)
+    for i, curve in enumerate(result.get("oracle", {}).get("curves", [])):
+        x, y = zip(*curve)
+        ax.plot(x, y, color="tab:green", linestyle=":", marker=".", alpha=0.8, label="perfect solve-and-leave bound (from plain runs)" if i == 0 else None)
     ax.axhline(result["reference_score"], color="grey", linestyle="--", label="S* (plain MoE final, mean of seeds)")
     ax.set_xlabel("total environment steps (all games)")
     ax.set_ylabel("mean normalised score (capped at 1)")
@@ -150,6 +183,8 @@ def main() -> None:
         print(f"{n:8s} final {np.mean(v['final_score']):.3f}  env steps {np.mean(v['env_steps_total']):,.0f}  steps to S*: {reached}")
     if "dps_steps_fraction" in result:
         print(f"DPS needs {result['dps_steps_fraction']:.1%} of the plain agent's steps to reach S*")
+    if result["oracle"]["steps_fraction"] is not None:
+        print(f"a perfect solve-and-leave agent would need {result['oracle']['steps_fraction']:.1%} (the bound at this budget)")
     print(f"written: {path}")
 
 

@@ -93,3 +93,20 @@ def test_run_archive_is_not_ignored_by_git():
     probe = common.ARCHIVE.relative_to(root) / "any-run-s0.json"
     ignored = subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=root, check=False)
     assert ignored.returncode == 1, f"{probe} is ignored: archived benchmark runs would never be committed"
+
+
+def test_dps_curves_and_solve_and_leave_bound_by_hand():
+    import dps
+
+    specs = {"a": (0.0, 1.0), "b": (0.0, 2.0)}
+    rows = [(10, "a", 1.5), (10, "b", 0.5), (20, "a", 0.5), (20, "b", 1.0), (30, "a", 0.8), (30, "b", 2.0)]
+    metrics = {"eval": [{"env_steps": s, "task": g, "return_mean": r} for s, g, r in rows]}
+    # Plain run: both games train all the time; scores are capped at 1.
+    assert [x for point in dps.score_curve(metrics, specs) for x in point] == pytest.approx([20, 0.625, 40, 0.5, 60, 0.9])
+    # Game a reaches its target at the first evaluation, leaves training and counts as solved:
+    # 10 steps each before it, then only b trains (10 steps per evaluation).
+    assert [x for point in dps.oracle_curve(metrics, specs) for x in point] == pytest.approx([20, 0.625, 30, 0.75, 40, 1.0])
+    plain = {"summary": {"final_eval": {g: {"return_mean": 1.0} for g in specs}, "env_steps_total": 60, "env_steps_per_task": {}, "wall_s": 1.0}}
+    result = dps.summarise({"moe": [{**metrics, **plain}], "moe-dps": [{**metrics, **plain}]}, specs)
+    assert result["reference_score"] == pytest.approx(0.9)
+    assert result["oracle"]["steps_to_reference"] == 40 and result["oracle"]["steps_fraction"] == pytest.approx(40 / 60)
