@@ -100,7 +100,7 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     for step in range(args.updates + 1):
         if step % args.every == 0:
-            per_group: dict[str, list[tuple[float, float]]] = {g: [] for g in columns}
+            per_group: dict[str, list] = {g: [] for g in columns}
             for probe in probe_batches:
                 flat = per_task_gradients(model, learner.compute_losses(probe).task_totals, groups["all"])
                 for g, values in per_group.items():
@@ -108,8 +108,8 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
                 model.zero_grad(set_to_none=True)
             row = {"updates": step}
             for g, values in per_group.items():
-                row[f"{g}/mean_cosine"] = float(np.mean([v[0] for v in values]))
-                row[f"{g}/fraction_negative"] = float(np.mean([v[1] for v in values]))
+                for stat in values[0]._fields:
+                    row[f"{g}/{stat}"] = float(np.mean([getattr(v, stat) for v in values]))
             rows.append(row)
         if step < args.updates:
             learner.update(learner.sample(collector.replays, ids))
@@ -187,13 +187,15 @@ def main() -> None:
             print(f"[done] {name}, seed {seed}: {runs[-1]['wall_s']:.0f} s")
     result = {"seeds": args.seeds, "settings": {k: v for k, v in vars(args).items() if k not in ("seeds", "parallel")}, "variants": summarise(runs, args.updates)}
     path = save_outputs("conflict", result, plot, Path("/tmp") if args.smoke else None)
-    print(f"{'variant':44s}" + "".join(f"{g:>20s}" for g in GROUPS))
+    print("per group: conflicting pairs / mean cosine / conflict strength (mean of max(0, -cos))")
+    print(f"{'variant':44s}" + "".join(f"{g:>28s}" for g in GROUPS))
     for variant, v in result["variants"].items():
         cells = []
         for g in GROUPS:
             s = v["second_half"]
-            cells.append(f"{s[g + '/fraction_negative']['mean']:6.1%} / {s[g + '/mean_cosine']['mean']:+.3f}" if g + "/fraction_negative" in s else "-")
-        print(f"{variant:44s}" + "".join(f"{c:>20s}" for c in cells))
+            cell = f"{s[g + '/fraction_negative']['mean']:6.1%} / {s[g + '/mean_cosine']['mean']:+.3f}" if g + "/fraction_negative" in s else "-"
+            cells.append(cell + (f" / {s[g + '/conflict_strength']['mean']:.3f}" if g + "/conflict_strength" in s else ""))
+        print(f"{variant:44s}" + "".join(f"{c:>28s}" for c in cells))
     print(f"written: {path}")
 
 

@@ -14,23 +14,31 @@ from scalezero.training.loop import build_model, resolve_tasks
 
 def test_identical_gradients_agree_and_opposed_ones_conflict():
     g = torch.tensor([1.0, 2.0, -1.0])
-    mean_cos, frac = pairwise_conflict(torch.stack([g, 2 * g, 0.5 * g]))
-    assert math.isclose(mean_cos, 1.0, rel_tol=1e-6) and frac == 0.0
-    mean_cos, frac = pairwise_conflict(torch.stack([g, -g]))
-    assert math.isclose(mean_cos, -1.0, rel_tol=1e-6) and frac == 1.0
+    mean_cos, frac, strength = pairwise_conflict(torch.stack([g, 2 * g, 0.5 * g]))
+    assert math.isclose(mean_cos, 1.0, rel_tol=1e-6) and frac == 0.0 and strength == 0.0
+    mean_cos, frac, strength = pairwise_conflict(torch.stack([g, -g]))
+    assert math.isclose(mean_cos, -1.0, rel_tol=1e-6) and frac == 1.0 and math.isclose(strength, 1.0, rel_tol=1e-6)
 
 
 def test_mixed_pairs_hand_computed():
     grads = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     # pairs: (0,1) cos 0, (0,2) cos -1, (1,2) cos 0 -> mean -1/3, one of three negative
-    mean_cos, frac = pairwise_conflict(grads)
-    assert math.isclose(mean_cos, -1 / 3, rel_tol=1e-6) and math.isclose(frac, 1 / 3)
+    mean_cos, frac, strength = pairwise_conflict(grads)
+    assert math.isclose(mean_cos, -1 / 3, rel_tol=1e-6) and math.isclose(frac, 1 / 3) and math.isclose(strength, 1 / 3, rel_tol=1e-6)
+
+
+def test_near_orthogonal_pairs_count_as_conflicts_but_barely_weigh():
+    # cos(g0, g1) = -0.01: a "conflict" by sign, of strength 0.01; g2 opposes g0 by 0.5.
+    grads = torch.tensor([[1.0, 0.0], [-0.01, (1 - 0.01**2) ** 0.5], [-0.5, 0.75**0.5]])
+    _, frac, strength = pairwise_conflict(grads)
+    cos12 = float(grads[1] @ grads[2])
+    assert math.isclose(frac, 2 / 3 + (cos12 < 0) / 3)
+    assert math.isclose(strength, (0.01 + 0.5 + max(0.0, -cos12)) / 3, rel_tol=1e-5)
 
 
 def test_zero_gradients_have_no_direction():
     grads = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    mean_cos, frac = pairwise_conflict(grads)
-    assert math.isnan(mean_cos) and math.isnan(frac)
+    assert all(math.isnan(x) for x in pairwise_conflict(grads))
 
 
 def test_learner_reports_conflict_for_backbone_and_experts():

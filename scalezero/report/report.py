@@ -127,12 +127,14 @@ def _conflict_table(groups: list[RunGroup]) -> Table | None:
                     if k.startswith("conflict/") and not (isinstance(v, float) and math.isnan(v)):
                         values.setdefault(k, []).append(v)
         for part in ("all", "backbone", "experts"):
-            cos, neg = values.get(f"conflict/{part}/mean_cosine"), values.get(f"conflict/{part}/fraction_negative")
+            cos = values.get(f"conflict/{part}/mean_cosine")
             if cos:
-                rows.append([g.label, part, _fmt(float(np.mean(cos)), 3), _fmt(float(np.mean(neg)), 3) if neg else "-", str(len(cos))])
+                cells = [values.get(f"conflict/{part}/{stat}") for stat in ("fraction_negative", "conflict_strength")]
+                rows.append([g.label, part, _fmt(float(np.mean(cos)), 3), *(_fmt(float(np.mean(c)), 3) if c else "-" for c in cells), str(len(cos))])
     if not rows:
         return None
-    return Table(["setting", "parameters", "mean pairwise cosine", "fraction of conflicting pairs", "measurements"], rows)
+    header = ["setting", "parameters", "mean pairwise cosine", "fraction of conflicting pairs", "conflict strength", "measurements"]
+    return Table(header, rows)
 
 
 def write_report(runs: str | Path | list[str | Path], out: str | Path | None = None) -> Path:
@@ -172,8 +174,11 @@ def write_report(runs: str | Path | list[str | Path], out: str | Path | None = N
         Section(
             "Gradient conflict between tasks",
             [
-                "Per-task gradients on the shared transformer weights: mean pairwise cosine and the fraction of task "
-                "pairs pointing against each other (cosine < 0); the table averages the second half of training.",
+                (
+                    "Per-task gradients on the shared transformer weights: mean pairwise cosine, the fraction of task "
+                    "pairs pointing against each other (cosine < 0) and the conflict strength, the mean of max(0, -cosine) "
+                    "(near 0 when the negative pairs are merely orthogonal); the table averages the second half of training."
+                ),
                 *( [table] if table else [] ),
                 Image(conflict, "gradient conflict"),
             ]

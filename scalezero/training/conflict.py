@@ -3,13 +3,18 @@
 Every ``train.conflict_every`` updates, each task's own loss is differentiated with respect
 to the shared transformer parameters, in two groups: the *backbone* (attention, norms,
 dense or shared-expert FFNs, routers) and the routed MoE *experts*. For each group we log
-the mean pairwise cosine similarity of the task gradients and the fraction of task pairs
-whose gradients conflict (cosine < 0). Costs one extra backward pass per task.
+the mean pairwise cosine similarity of the task gradients, the fraction of task pairs whose
+gradients conflict (cosine < 0) and the conflict strength (mean over pairs of max(0, -cosine)).
+The fraction counts a pair of nearly orthogonal gradients (cosine -0.01) as a conflict; the
+strength weighs each pair by how much it conflicts, so it tells harmful conflict from
+orthogonality (expert gradients of tasks routed to different experts). Costs one extra
+backward pass per task.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import torch
 
@@ -32,11 +37,19 @@ def shared_parameter_groups(model: WorldModel) -> dict[str, list[torch.nn.Parame
     return groups
 
 
-def pairwise_conflict(grads: torch.Tensor) -> tuple[float, float]:
-    """``grads [T, P]`` -> (mean pairwise cosine similarity, fraction of pairs with cosine < 0).
+class PairStats(NamedTuple):
+    """Pairwise statistics of task gradients (NaN when no pair has two nonzero gradients)."""
+
+    mean_cosine: float
+    fraction_negative: float
+    conflict_strength: float
+
+
+def pairwise_conflict(grads: torch.Tensor) -> PairStats:
+    """``grads [T, P]`` -> statistics over task pairs of their gradients' cosine similarity.
 
     Pairs where either gradient is zero (e.g. an expert no token of that task reached) have
-    no direction and are left out; with fewer than one valid pair both figures are NaN.
+    no direction and are left out.
     """
     norms = grads.norm(dim=1)
     cosines = [
@@ -45,8 +58,9 @@ def pairwise_conflict(grads: torch.Tensor) -> tuple[float, float]:
         if norms[i] > 0 and norms[j] > 0
     ]
     if not cosines:
-        return float("nan"), float("nan")
-    return sum(cosines) / len(cosines), sum(c < 0 for c in cosines) / len(cosines)
+        return PairStats(float("nan"), float("nan"), float("nan"))
+    n = len(cosines)
+    return PairStats(sum(cosines) / n, sum(c < 0 for c in cosines) / n, sum(max(0.0, -c) for c in cosines) / n)
 
 
 def per_task_gradients(model: WorldModel, task_totals: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -62,7 +76,7 @@ def per_task_gradients(model: WorldModel, task_totals: torch.Tensor, params: lis
 def gradient_conflict(model: WorldModel, task_totals: torch.Tensor) -> dict[str, float]:
     """Conflict statistics from the per-task losses ``task_totals [T]`` (graph still alive).
 
-    Returns ``conflict/<group>/mean_cosine`` and ``conflict/<group>/fraction_negative`` for
+    Returns ``conflict/<group>/<stat>`` for each field of :class:`PairStats` and the groups
     ``all`` (backbone and experts together), ``backbone`` and, with MoE, ``experts``.
     """
     groups = shared_parameter_groups(model)
@@ -73,7 +87,6 @@ def gradient_conflict(model: WorldModel, task_totals: torch.Tensor) -> dict[str,
     if groups["experts"]:
         selections["experts"] = slice(split, None)
     for name, sel in selections.items():
-        mean_cos, frac_neg = pairwise_conflict(flat[:, sel])
-        out[f"conflict/{name}/mean_cosine"] = mean_cos
-        out[f"conflict/{name}/fraction_negative"] = frac_neg
+        for stat, value in pairwise_conflict(flat[:, sel])._asdict().items():
+            out[f"conflict/{name}/{stat}"] = value
     return out
