@@ -108,14 +108,14 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, tuple[float, float]]
     result: dict = {"reference_score": reference, "targets": {g: t for g, (_, t) in specs.items()}, "variants": {}}
     for n in names:
         mean = mean_curve(curves[n])
-        reached = next((steps for steps, score in mean if score >= reference - 1e-9), None)
+        reached = first_reaching(mean, reference)
         result["variants"][n] = {
             "final_score": [c[-1][1] for c in curves[n]],
             "final_returns": [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs[n]],
             "env_steps_total": [m["summary"]["env_steps_total"] for m in runs[n]],
             "env_steps_per_task": [m["summary"]["env_steps_per_task"] for m in runs[n]],
             "steps_to_reference": reached,
-            "steps_to_reference_per_seed": [next((st for st, sc in c if sc >= reference), None) for c in curves[n]],
+            "steps_to_reference_per_seed": [first_reaching(c, reference) for c in curves[n]],
             "mean_curve": mean,
             "wall_s": [m["summary"]["wall_s"] for m in runs[n]],
             "dps_history": [m["summary"].get("dps", {}).get("history", []) for m in runs[n]],
@@ -124,11 +124,30 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, tuple[float, float]]
     plain, dps = (result["variants"][n]["steps_to_reference"] for n in ("moe", "moe-dps"))
     if plain and dps is not None:
         result["dps_steps_fraction"] = dps / plain
-    oracle = [oracle_curve(m, specs) for m in runs["moe"]]
-    oracle_reached = next((steps for steps, score in mean_curve(oracle) if score >= reference - 1e-9), None)
-    result["oracle"] = {"curves": oracle, "steps_to_reference": oracle_reached,
-                        "steps_fraction": oracle_reached / plain if plain and oracle_reached is not None else None}
+    result["oracle"] = solve_and_leave_bound(runs["moe"], specs)
+    # The same bound if the targets were lower (a fraction of the way from random to target):
+    # how much stopping solved games could save had the games been solved earlier.
+    result["oracle_by_target_scale"] = {
+        scale: {k: v for k, v in solve_and_leave_bound(runs["moe"], {g: (lo, lo + scale * (hi - lo)) for g, (lo, hi) in specs.items()}).items() if k != "curves"}
+        for scale in (1.0, 0.75, 0.5)
+    }  # fmt: skip
     return result
+
+
+def first_reaching(curve: list[tuple[float, float]], score: float) -> float | None:
+    """Env steps at the first evaluation of ``curve`` whose score reaches ``score``."""
+    return next((steps for steps, s in curve if s >= score - 1e-9), None)
+
+
+def solve_and_leave_bound(plain_runs: list[dict], specs: dict[str, tuple[float, float]]) -> dict:
+    """Steps a perfect solve-and-leave agent (``oracle_curve``) needs to reach the plain agent's
+    final score, absolute and as a fraction of the plain agent's, with these targets."""
+    plain = mean_curve([score_curve(m, specs) for m in plain_runs])
+    oracle = [oracle_curve(m, specs) for m in plain_runs]
+    reference = float(np.mean([score_curve(m, specs)[-1][1] for m in plain_runs]))
+    reached, plain_reached = first_reaching(mean_curve(oracle), reference), first_reaching(plain, reference)
+    fraction = reached / plain_reached if reached is not None and plain_reached else None
+    return {"curves": oracle, "reference_score": reference, "steps_to_reference": reached, "steps_fraction": fraction}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -185,6 +204,9 @@ def main() -> None:
         print(f"DPS needs {result['dps_steps_fraction']:.1%} of the plain agent's steps to reach S*")
     if result["oracle"]["steps_fraction"] is not None:
         print(f"a perfect solve-and-leave agent would need {result['oracle']['steps_fraction']:.1%} (the bound at this budget)")
+    for scale, bound in result["oracle_by_target_scale"].items():
+        fraction = "never" if bound["steps_fraction"] is None else f"{bound['steps_fraction']:.1%}"
+        print(f"  with targets at {scale:.0%} of the way from random: bound {fraction} (S* {bound['reference_score']:.3f})")
     print(f"written: {path}")
 
 

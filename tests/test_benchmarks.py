@@ -110,3 +110,8 @@ def test_dps_curves_and_solve_and_leave_bound_by_hand():
     result = dps.summarise({"moe": [{**metrics, **plain}], "moe-dps": [{**metrics, **plain}]}, specs)
     assert result["reference_score"] == pytest.approx(0.9)
     assert result["oracle"]["steps_to_reference"] == 40 and result["oracle"]["steps_fraction"] == pytest.approx(40 / 60)
+    # Targets halved: the plain run reaches its final score 1.0 at its second evaluation (40 steps);
+    # game b (returns 0.5, 1.0, 2.0 against 1.0) is solved there too, after a left at the first.
+    halved = result["oracle_by_target_scale"][0.5]
+    assert halved["reference_score"] == pytest.approx(1.0)
+    assert halved["steps_to_reference"] == 30 and halved["steps_fraction"] == pytest.approx(30 / 40)
