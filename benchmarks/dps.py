@@ -1,16 +1,24 @@
 """Dynamic Parameter Scaling on MinAtar: plain MoE multi-task vs MoE + DPS, same budget per game.
 
-Both agents are the MinAtar benchmarks' MoE configuration (``common.minatar_suite``; the plain
-agent is the very same runs as the MoE agent of multitask.py); the DPS agent adds LoRA stages
-and the DPS controller. Each game gets a target return that a multi-task agent reaches within
-the CPU budget (``common.CPU_TARGETS``), so solved games leave training and save environment
-steps.
+All agents are the MinAtar benchmarks' MoE configuration (``common.minatar_suite``; the plain
+agent is the very same runs as the MoE agent of multitask.py); the DPS agents add LoRA stages
+and the DPS controller. Each game gets a target return; a game whose evaluation return reaches
+it is solved and leaves training, which saves environment steps. Two DPS settings:
+
+* ``moe-dps``: the CPU targets of ``common.CPU_TARGETS``; 4 stages (3 LoRA adapters), stage 0
+  runs at least a fifth of the updates and at most two fifths, each later stage at most a fifth;
+* ``moe-dps-tuned``: targets 75% of the way from the random return to the CPU target (games the
+  plain agent reaches within the budget, most of them before its end), 3 stages, stage 0 runs at
+  least three fifths of the updates and at most four fifths, the next stage at most a fifth:
+  the backbone trains longer before it is frozen.
 
 The score of a run at an evaluation is the mean over games of ``(return - random) / (target -
-random)`` capped at 1. Seeds are averaged evaluation by evaluation (score and total steps).
-The reference score S* is the plain agent's final mean score; the benchmark reports, for each
-agent, the total environment steps (all games) its seed-averaged curve has spent when it
-first reaches S*, and the final scores at equal per-game budget.
+random)`` capped at 1, with the targets of the DPS setting it is compared under. Seeds are
+averaged evaluation by evaluation (score and total steps). The reference score S* is the plain
+agent's final mean score; the benchmark reports, for each agent, the total environment steps
+(all games) its seed-averaged curve has spent when it first reaches S*, the final scores at
+equal per-game budget, and the bound a perfect solve-and-leave agent would reach
+(``oracle_curve``).
 
     python benchmarks/dps.py --seeds 0 1 --parallel 2 --steps 20000     # hours on 2 CPU cores
     python benchmarks/dps.py --smoke --out /tmp/dps_smoke                # tiny settings, minutes
@@ -27,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs
-from common import CPU_TARGETS as TARGETS
+from common import ARCHIVE, CPU_TARGETS, merge, minatar_suite, run_all, save_outputs
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -36,21 +43,36 @@ SMOKE = {
     "train": {"env_steps": 200, "learning_starts": 80, "eval_every": 100, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 200},
     "dps": {"min_stage0_updates": 10, "max_stage_updates": 10},
 }
+TARGET_SCALE = {"moe-dps": 1.0, "moe-dps-tuned": 0.75}
+"""Each DPS setting's targets, as the fraction of the way from the random return to the CPU target."""
+
+
+def targets(scale: float) -> dict[str, tuple[float, float]]:
+    """Game -> (random return, target) with the target ``scale`` of the way to the CPU target."""
+    from scalezero.tasks import get_task
+
+    out = {}
+    for game, target in CPU_TARGETS.items():
+        low = get_task(game).spec.random_return or 0.0
+        out[game] = (low, target if scale == 1.0 else round(low + scale * (target - low), 2))
+    return out
 
 
 def variants(steps: int | None) -> dict[str, dict]:
     base = minatar_suite(moe=True, steps=steps)
     updates = int(base["train"]["replay_ratio"] * (base["train"]["env_steps"] - base["train"]["learning_starts"]))
-    dps = merge(
-        {**base, "tasks": [{"name": t["name"], "target_return": TARGETS[t["name"]]} for t in base["tasks"]]},
-        {
-            "model": {"lora_stages": 4, "lora_rank": 8, "lora_alpha": 16.0},
-            # Stage 0 runs at least a fifth of the updates and ends by the time limit after two
-            # fifths (the clock starts after the minimum); each later stage at most a fifth.
-            "dps": {"enabled": True, "min_stage0_updates": updates // 5, "max_stage_updates": updates // 5},
-        },
-    )
-    return {"moe": base, "moe-dps": dps}
+    lora = {"lora_rank": 8, "lora_alpha": 16.0}
+    schedules = {
+        # stage 0: at least 1/5 of the updates, timed out after 2/5; later stages at most 1/5 each
+        "moe-dps": ({**lora, "lora_stages": 4}, {"min_stage0_updates": updates // 5, "max_stage_updates": updates // 5}),
+        # stage 0: at least 3/5, timed out after 4/5; stage 1 at most 1/5; stage 2 the rest
+        "moe-dps-tuned": ({**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5}),
+    }
+    table = {"moe": base}
+    for name, (model, dps) in schedules.items():
+        tasks = [{"name": t["name"], "target_return": targets(TARGET_SCALE[name])[t["name"]][1]} for t in base["tasks"]]
+        table[name] = merge({**base, "tasks": tasks}, {"model": model, "dps": {"enabled": True, **dps}})
+    return table
 
 
 def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
@@ -96,39 +118,45 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[float, float
     return [(float(np.mean([c[i][0] for c in curves])), float(np.mean([c[i][1] for c in curves]))) for i in range(n)]
 
 
-def summarise(runs: dict[str, list[dict]], specs: dict[str, tuple[float, float]] | None = None) -> dict:
-    """Curves, steps to S* and final figures; ``specs`` maps game -> (random return, target)."""
-    if specs is None:
-        from scalezero.tasks import get_task
-
-        specs = {g: (get_task(g).spec.random_return or 0.0, t) for g, t in TARGETS.items()}
-    names = list(runs)
-    curves = {n: [score_curve(m, specs) for m in ms] for n, ms in runs.items()}
-    reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
-    result: dict = {"reference_score": reference, "targets": {g: t for g, (_, t) in specs.items()}, "variants": {}}
-    for n in names:
-        mean = mean_curve(curves[n])
-        reached = first_reaching(mean, reference)
-        result["variants"][n] = {
-            "final_score": [c[-1][1] for c in curves[n]],
-            "final_returns": [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in runs[n]],
-            "env_steps_total": [m["summary"]["env_steps_total"] for m in runs[n]],
-            "env_steps_per_task": [m["summary"]["env_steps_per_task"] for m in runs[n]],
-            "steps_to_reference": reached,
-            "steps_to_reference_per_seed": [first_reaching(c, reference) for c in curves[n]],
-            "mean_curve": mean,
-            "wall_s": [m["summary"]["wall_s"] for m in runs[n]],
-            "dps_history": [m["summary"].get("dps", {}).get("history", []) for m in runs[n]],
-            "curves": curves[n],
+def summarise(runs: dict[str, list[dict]], specs_by_variant: dict[str, dict[str, tuple[float, float]]] | None = None) -> dict:
+    """Per DPS variant, its comparison with the plain runs under its targets; per run, the raw
+    figures. ``specs_by_variant`` maps each DPS variant to game -> (random return, target)."""
+    specs_by_variant = specs_by_variant or {n: targets(TARGET_SCALE[n]) for n in runs if n != "moe"}
+    result: dict = {"runs": {}, "comparisons": {}}
+    for n, ms in runs.items():
+        result["runs"][n] = {
+            "final_returns": [{g: r["return_mean"] for g, r in m["summary"]["final_eval"].items()} for m in ms],
+            "env_steps_total": [m["summary"]["env_steps_total"] for m in ms],
+            "env_steps_per_task": [m["summary"]["env_steps_per_task"] for m in ms],
+            "wall_s": [m["summary"]["wall_s"] for m in ms],
+            "dps_history": [m["summary"].get("dps", {}).get("history", []) for m in ms],
         }
-    plain, dps = (result["variants"][n]["steps_to_reference"] for n in ("moe", "moe-dps"))
-    if plain and dps is not None:
-        result["dps_steps_fraction"] = dps / plain
-    result["oracle"] = solve_and_leave_bound(runs["moe"], specs)
-    # The same bound if the targets were lower (a fraction of the way from random to target):
+    for n, specs in specs_by_variant.items():
+        curves = {"moe": [score_curve(m, specs) for m in runs["moe"]], n: [score_curve(m, specs) for m in runs[n]]}
+        reference = float(np.mean([c[-1][1] for c in curves["moe"]]))
+        agents = {}
+        for agent, cs in curves.items():
+            mean = mean_curve(cs)
+            agents[agent] = {
+                "final_score": [c[-1][1] for c in cs],
+                "steps_to_reference": first_reaching(mean, reference),
+                "steps_to_reference_per_seed": [first_reaching(c, reference) for c in cs],
+                "mean_curve": mean,
+                "curves": cs,
+            }
+        plain, dps = agents["moe"]["steps_to_reference"], agents[n]["steps_to_reference"]
+        result["comparisons"][n] = {
+            "targets": {g: t for g, (_, t) in specs.items()},
+            "reference_score": reference,
+            "agents": agents,
+            "dps_steps_fraction": dps / plain if plain and dps is not None else None,
+            "oracle": solve_and_leave_bound(runs["moe"], specs),
+        }
+    # The bound for lower targets (a fraction of the way from random to the first setting's):
     # how much stopping solved games could save had the games been solved earlier.
+    first = next(iter(specs_by_variant.values()))
     result["oracle_by_target_scale"] = {
-        scale: {k: v for k, v in solve_and_leave_bound(runs["moe"], {g: (lo, lo + scale * (hi - lo)) for g, (lo, hi) in specs.items()}).items() if k != "curves"}
+        scale: {k: v for k, v in solve_and_leave_bound(runs["moe"], {g: (lo, lo + scale * (hi - lo)) for g, (lo, hi) in first.items()}).items() if k != "curves"}
         for scale in (1.0, 0.75, 0.5)
     }  # fmt: skip
     return result
@@ -156,19 +184,23 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for (name, v), color in zip(result["variants"].items(), ("tab:blue", "tab:orange")):
-        for i, curve in enumerate(v["curves"]):
+    comparisons = result["comparisons"]
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(6.5 * len(comparisons), 3.8), squeeze=False)
+    for ax, (name, c) in zip(axes[0], comparisons.items()):
+        for (agent, v), color in zip(c["agents"].items(), ("tab:blue", "tab:orange")):
+            for i, curve in enumerate(v["curves"]):
+                x, y = zip(*curve)
+                ax.plot(x, y, color=color, marker="o", markersize=3, alpha=0.8, label=agent if i == 0 else None)
+        for i, curve in enumerate(c["oracle"]["curves"]):
             x, y = zip(*curve)
-            ax.plot(x, y, color=color, marker="o", markersize=3, alpha=0.8, label=name if i == 0 else None)
-    for i, curve in enumerate(result.get("oracle", {}).get("curves", [])):
-        x, y = zip(*curve)
-        ax.plot(x, y, color="tab:green", linestyle=":", marker=".", alpha=0.8, label="perfect solve-and-leave bound (from plain runs)" if i == 0 else None)
-    ax.axhline(result["reference_score"], color="grey", linestyle="--", label="S* (plain MoE final, mean of seeds)")
-    ax.set_xlabel("total environment steps (all games)")
-    ax.set_ylabel("mean normalised score (capped at 1)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+            label = "perfect solve-and-leave bound (from plain runs)" if i == 0 else None
+            ax.plot(x, y, color="tab:green", linestyle=":", marker=".", alpha=0.8, label=label)
+        ax.axhline(c["reference_score"], color="grey", linestyle="--", label="S* (plain MoE final, mean of seeds)")
+        ax.set_title(f"{name}: targets {TARGET_SCALE.get(name, 1.0):.0%} of the way to the CPU targets", fontsize=9)
+        ax.set_xlabel("total environment steps (all games)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("mean normalised score (capped at 1)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -186,7 +218,7 @@ def main() -> None:
     out = Path(args.out)
     table = variants(args.steps)
     if args.smoke:
-        table = {k: merge(v, SMOKE if k == "moe-dps" else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
+        table = {k: merge(v, SMOKE if "dps" in v else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
     archive = None if args.smoke else ARCHIVE
     jobs = [(name, table[name], seed) for seed in args.seeds for name in table]
     if args.only:
@@ -196,17 +228,18 @@ def main() -> None:
     result = summarise(run_all(jobs, out, args.parallel, "DPS benchmark", archive=archive))
     result.update({"seeds": args.seeds, "smoke": args.smoke, "env_steps_per_game": table["moe"]["train"]["env_steps"]})
     path = save_outputs("dps", result, plot, out if args.smoke else None)
-    print(f"reference score S* = {result['reference_score']:.3f}")
-    for n, v in result["variants"].items():
-        reached = "never" if v["steps_to_reference"] is None else f"{v['steps_to_reference']:,.0f}"
-        print(f"{n:8s} final {np.mean(v['final_score']):.3f}  env steps {np.mean(v['env_steps_total']):,.0f}  steps to S*: {reached}")
-    if "dps_steps_fraction" in result:
-        print(f"DPS needs {result['dps_steps_fraction']:.1%} of the plain agent's steps to reach S*")
-    if result["oracle"]["steps_fraction"] is not None:
-        print(f"a perfect solve-and-leave agent would need {result['oracle']['steps_fraction']:.1%} (the bound at this budget)")
+    for name, c in result["comparisons"].items():
+        print(f"{name}: targets {c['targets']}, S* = {c['reference_score']:.3f}")
+        for agent, v in c["agents"].items():
+            reached = "never" if v["steps_to_reference"] is None else f"{v['steps_to_reference']:,.0f}"
+            steps = np.mean(result["runs"][agent]["env_steps_total"])
+            print(f"  {agent:14s} final {np.mean(v['final_score']):.3f}  env steps {steps:,.0f}  steps to S*: {reached}")
+        fraction = "-" if c["dps_steps_fraction"] is None else f"{c['dps_steps_fraction']:.1%}"
+        bound = "-" if c["oracle"]["steps_fraction"] is None else f"{c['oracle']['steps_fraction']:.1%}"
+        print(f"  DPS steps to S* / plain: {fraction}; a perfect solve-and-leave agent: {bound}")
     for scale, bound in result["oracle_by_target_scale"].items():
         fraction = "never" if bound["steps_fraction"] is None else f"{bound['steps_fraction']:.1%}"
-        print(f"  with targets at {scale:.0%} of the way from random: bound {fraction} (S* {bound['reference_score']:.3f})")
+        print(f"bound with targets at {scale:.0%} of the way from random: {fraction} (S* {bound['reference_score']:.3f})")
     print(f"written: {path}")
 
 

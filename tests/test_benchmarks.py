@@ -106,12 +106,31 @@ def test_dps_curves_and_solve_and_leave_bound_by_hand():
     # Game a reaches its target at the first evaluation, leaves training and counts as solved:
     # 10 steps each before it, then only b trains (10 steps per evaluation).
     assert [x for point in dps.oracle_curve(metrics, specs) for x in point] == pytest.approx([20, 0.625, 30, 0.75, 40, 1.0])
-    plain = {"summary": {"final_eval": {g: {"return_mean": 1.0} for g in specs}, "env_steps_total": 60, "env_steps_per_task": {}, "wall_s": 1.0}}
-    result = dps.summarise({"moe": [{**metrics, **plain}], "moe-dps": [{**metrics, **plain}]}, specs)
-    assert result["reference_score"] == pytest.approx(0.9)
-    assert result["oracle"]["steps_to_reference"] == 40 and result["oracle"]["steps_fraction"] == pytest.approx(40 / 60)
+    summary = {"final_eval": {g: {"return_mean": 1.0} for g in specs}, "env_steps_total": 60, "env_steps_per_task": {}, "wall_s": 1.0}
+    # A DPS run that left game a after the first evaluation and then tracked the plain run.
+    dps_rows = [{**row, "env_steps_total": {10: 20, 20: 30, 30: 40}[row["env_steps"]]} for row in metrics["eval"]]
+    runs = {"moe": [{**metrics, "summary": summary}], "moe-dps": [{"eval": dps_rows, "summary": {**summary, "env_steps_total": 40}}]}
+    result = dps.summarise(runs, {"moe-dps": specs})
+    c = result["comparisons"]["moe-dps"]
+    assert c["reference_score"] == pytest.approx(0.9)
+    assert c["agents"]["moe"]["steps_to_reference"] == 60 and c["agents"]["moe-dps"]["steps_to_reference"] == 40
+    assert c["dps_steps_fraction"] == pytest.approx(40 / 60)
+    assert c["oracle"]["steps_to_reference"] == 40 and c["oracle"]["steps_fraction"] == pytest.approx(40 / 60)
+    assert result["runs"]["moe-dps"]["env_steps_total"] == [40]
     # Targets halved: the plain run reaches its final score 1.0 at its second evaluation (40 steps);
     # game b (returns 0.5, 1.0, 2.0 against 1.0) is solved there too, after a left at the first.
     halved = result["oracle_by_target_scale"][0.5]
     assert halved["reference_score"] == pytest.approx(1.0)
     assert halved["steps_to_reference"] == 30 and halved["steps_fraction"] == pytest.approx(30 / 40)
+
+
+def test_dps_settings_keep_their_runs_and_targets():
+    import dps
+
+    table = dps.variants(20_000)
+    # The plain and first DPS settings are the archived runs: a changed configuration would retrain them.
+    assert common.run_path(Path("runs"), "moe", table["moe"], 1).name == "moe-08029611-s1"
+    assert common.run_path(Path("runs"), "moe-dps", table["moe-dps"], 1).name == "moe-dps-a683898e-s1"
+    tuned = {t["name"]: t["target_return"] for t in table["moe-dps-tuned"]["tasks"]}
+    for game, (low, target) in dps.targets(0.75).items():
+        assert tuned[game] == target and low < target < common.CPU_TARGETS[game]
