@@ -178,6 +178,43 @@ def solve_and_leave_bound(plain_runs: list[dict], specs: dict[str, tuple[float, 
     return {"curves": oracle, "reference_score": reference, "steps_to_reference": reached, "steps_fraction": fraction}
 
 
+def markdown_table(result: dict) -> str:
+    """The BENCHMARKS table: per game final returns, steps used, steps to S* and the bound."""
+    runs = result["runs"]
+    names = list(runs)
+    comparisons = result["comparisons"]
+
+    def cell(values: list[float], fmt: str = "{:.2f}") -> str:
+        return f"{fmt.format(np.mean(values))} ({', '.join(fmt.format(x) for x in values)})"
+
+    def steps(x: float | None) -> str:
+        return "never" if x is None else f"{x:,.0f}"
+
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for game in runs["moe"]["final_returns"][0]:
+        lines.append(f"| final return, {game.removeprefix('minatar-')} | " + " | ".join(cell([f[game] for f in runs[n]["final_returns"]]) for n in names) + " |")
+    lines.append("| env steps used, all games | " + " | ".join(cell(runs[n]["env_steps_total"], "{:,.0f}") for n in names) + " |")
+    solved = {n: [sorted({e["task"].removeprefix("minatar-") for e in h if e["event"] == "solved"}) for h in runs[n]["dps_history"]] for n in names}
+    lines.append("| games ever solved (per seed) | " + " | ".join("; ".join(", ".join(g) or "none" for g in solved[n]) if n != "moe" else "" for n in names) + " |")
+    switches = {n: ["/".join(f"{e['env_steps']:,}" for e in h if e["event"] == "stage") for h in runs[n]["dps_history"]] for n in names}
+    lines.append("| stage switches at env steps per game (per seed) | " + " | ".join("; ".join(s or "none" for s in switches[n]) if n != "moe" else "" for n in names) + " |")
+    for name, c in comparisons.items():
+        agents = c["agents"]
+        row = {n: "" for n in names}
+        row["moe"], row[name] = cell(agents["moe"]["final_score"], "{:.3f}"), cell(agents[name]["final_score"], "{:.3f}")
+        lines.append(f"| final mean capped score, {name}'s targets | " + " | ".join(row[n] for n in names) + " |")
+        row = {n: "" for n in names}
+        row["moe"], row[name] = steps(agents["moe"]["steps_to_reference"]), steps(agents[name]["steps_to_reference"])
+        lines.append(f"| env steps to S* = {c['reference_score']:.3f} ({name}'s targets) | " + " | ".join(row[n] for n in names) + " |")
+        fraction = "-" if c["dps_steps_fraction"] is None else f"{c['dps_steps_fraction']:.0%}"
+        bound = "-" if c["oracle"]["steps_fraction"] is None else f"{c['oracle']['steps_fraction']:.0%}"
+        row = {n: "" for n in names}
+        row[name] = f"**{fraction}** (bound {bound})"
+        lines.append("| steps to S* / plain's (target <= 80%; perfect solve-and-leave bound) | " + " | ".join(row[n] for n in names) + " |")
+    lines.append("| wall time per run | " + " | ".join(" / ".join(f"{w:,.0f}" for w in runs[n]["wall_s"]) + " s" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -240,6 +277,7 @@ def main() -> None:
     for scale, bound in result["oracle_by_target_scale"].items():
         fraction = "never" if bound["steps_fraction"] is None else f"{bound['steps_fraction']:.1%}"
         print(f"bound with targets at {scale:.0%} of the way from random: {fraction} (S* {bound['reference_score']:.3f})")
+    print(markdown_table(result))
     print(f"written: {path}")
 
 

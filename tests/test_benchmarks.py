@@ -117,6 +117,8 @@ def test_dps_curves_and_solve_and_leave_bound_by_hand():
     assert c["dps_steps_fraction"] == pytest.approx(40 / 60)
     assert c["oracle"]["steps_to_reference"] == 40 and c["oracle"]["steps_fraction"] == pytest.approx(40 / 60)
     assert result["runs"]["moe-dps"]["env_steps_total"] == [40]
+    table = dps.markdown_table(result)
+    assert "| env steps to S* = 0.900 (moe-dps's targets) | 60 | 40 |" in table and "**67%** (bound 67%)" in table
     # Targets halved: the plain run reaches its final score 1.0 at its second evaluation (40 steps);
     # game b (returns 0.5, 1.0, 2.0 against 1.0) is solved there too, after a left at the first.
     halved = result["oracle_by_target_scale"][0.5]
