@@ -251,9 +251,12 @@ def main() -> None:
     parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with multitask.py and ablations.py)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     parser.add_argument("--only", nargs="+", choices=list(variants(None)), help="train (and archive) only these variants; no summary")
+    parser.add_argument("--settings", nargs="+", choices=[n for n in variants(None) if n != "moe"], help="summarise only these DPS settings (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
     table = variants(args.steps)
+    if args.settings:
+        table = {n: v for n, v in table.items() if n == "moe" or n in args.settings}
     if args.smoke:
         table = {k: merge(v, SMOKE if "dps" in v else {k2: v2 for k2, v2 in SMOKE.items() if k2 != "dps"}) for k, v in table.items()}
     archive = None if args.smoke else ARCHIVE
