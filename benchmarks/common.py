@@ -45,6 +45,16 @@ def git_commit() -> str | None:
         return None
 
 
+def code_version() -> str:
+    """The commit the package's code is at, marked when ``scalezero/`` has uncommitted changes."""
+    commit = git_commit() or "unknown"
+    try:
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "scalezero"], check=False, capture_output=True).returncode == 1
+    except OSError:
+        changed = False
+    return commit + (" with uncommitted changes to scalezero/" if changed else "")
+
+
 def write_result(name: str, payload: dict) -> Path:
     """Write ``benchmarks/results/<name>.json`` with command, commit, machine and date."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -110,6 +120,9 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
         suite = merge(suite, {"suite": name, "train": {"seed": seed, "torch_threads": 1}})
         (run / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
         command, mode, verb = ["--suite", str(run / "suite.yaml"), "--out", str(run)], "w", "start"
+    commit = code_version()
+    with open(run / "commit.txt", mode) as f:
+        f.write(commit if verb == "start" else f" (resumed at {commit})")
     start = time.perf_counter()
     print(f"[{verb}] {run.name}")
     with open(run / "train.log", mode) as log:
@@ -134,7 +147,9 @@ def archive_run(run: Path, archive: Path, commit: str | None = None) -> Path:
     if not path.exists() and (run / "metrics.json").exists():
         archive.mkdir(parents=True, exist_ok=True)
         metrics = json.loads((run / "metrics.json").read_text())
-        path.write_text(json.dumps({"run": run.name, "commit": commit or git_commit(), "metrics": metrics}, separators=(",", ":")))
+        started = run / "commit.txt"  # written when the run started: the code that trained it
+        commit = commit or (started.read_text().strip() if started.exists() else git_commit())
+        path.write_text(json.dumps({"run": run.name, "commit": commit, "metrics": metrics}, separators=(",", ":")))
     return path
 
 

@@ -37,6 +37,15 @@ def test_archived_runs_are_reused_without_training(tmp_path, monkeypatch):
     assert common.run_path(tmp_path / "runs", "x", {**suite, "train": {"env_steps": 11}}, 3).name != run.name
 
 
+def test_archive_names_the_commit_the_run_started_with(tmp_path):
+    run = tmp_path / "runs" / "x-0-s0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(_metrics({"cartpole": 1.0})))
+    (run / "commit.txt").write_text("1111111")  # HEAD moved on while the run trained
+    stored = json.loads(common.archive_run(run, tmp_path / "archive").read_text())
+    assert stored["commit"] == "1111111"
+
+
 def test_multitask_combines_earlier_seeds():
     games = ["minatar-breakout", "minatar-freeway"]
     runs = {f"single-{g.removeprefix('minatar-')}": [_metrics({g: 2.0})] for g in games}
