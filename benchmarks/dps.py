@@ -70,23 +70,29 @@ def variants(steps: int | None) -> dict[str, dict]:
     }
     table = {"moe": base}
     for name, (model, dps) in schedules.items():
-        tasks = [{"name": t["name"], "target_return": targets(TARGET_SCALE[name])[t["name"]][1]} for t in base["tasks"]]
+        goal = targets(TARGET_SCALE[name])
+        tasks = [{"name": t["name"], "target_return": goal[t["name"]][1]} for t in base["tasks"]]
         table[name] = merge({**base, "tasks": tasks}, {"model": model, "dps": {"enabled": True, **dps}})
     return table
 
 
-def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
-    """(total env steps, mean capped normalised score) at each evaluation of a run."""
+def _returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
+    """Env steps per game at each evaluation -> game -> mean evaluation return."""
     by_step: dict[int, dict[str, float]] = {}
-    totals: dict[int, int] = {}
     for row in metrics["eval"]:
         by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
-        totals[row["env_steps"]] = row.get("env_steps_total") or row["env_steps"] * len(specs)
-    curve = []
-    for step in sorted(by_step):
-        scores = [min(1.0, (r - specs[g][0]) / (specs[g][1] - specs[g][0])) for g, r in by_step[step].items()]
-        curve.append((totals[step], float(np.mean(scores))))
-    return curve
+    return dict(sorted(by_step.items()))
+
+
+def _capped_score(ret: float, spec: tuple[float, float]) -> float:
+    """``(return - random) / (target - random)`` capped at 1; ``spec`` is (random, target)."""
+    return min(1.0, (ret - spec[0]) / (spec[1] - spec[0]))
+
+
+def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
+    """(total env steps, mean capped normalised score) at each evaluation of a run."""
+    totals = {row["env_steps"]: row.get("env_steps_total") or row["env_steps"] * len(specs) for row in metrics["eval"]}
+    return [(totals[step], float(np.mean([_capped_score(r, specs[g]) for g, r in returns.items()]))) for step, returns in _returns_by_eval(metrics).items()]
 
 
 def oracle_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
@@ -98,17 +104,13 @@ def oracle_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[t
     savings it shows are the most that stopping solved games can give at this budget and
     evaluation spacing, whatever the stage schedule.
     """
-    by_step: dict[int, dict[str, float]] = {}
-    for row in metrics["eval"]:
-        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
     solved: set[str] = set()
     total, previous, curve = 0, 0, []
-    for step in sorted(by_step):
+    for step, returns in _returns_by_eval(metrics).items():
         total += (step - previous) * (len(specs) - len(solved))
         previous = step
-        scores = [1.0 if g in solved else min(1.0, (r - specs[g][0]) / (specs[g][1] - specs[g][0])) for g, r in by_step[step].items()]
-        curve.append((total, float(np.mean(scores))))
-        solved |= {g for g, r in by_step[step].items() if r >= specs[g][1]}
+        curve.append((total, float(np.mean([1.0 if g in solved else _capped_score(r, specs[g]) for g, r in returns.items()]))))
+        solved |= {g for g, r in returns.items() if r >= specs[g][1]}
     return curve
 
 
@@ -170,9 +172,10 @@ def first_reaching(curve: list[tuple[float, float]], score: float) -> float | No
 def solve_and_leave_bound(plain_runs: list[dict], specs: dict[str, tuple[float, float]]) -> dict:
     """Steps a perfect solve-and-leave agent (``oracle_curve``) needs to reach the plain agent's
     final score, absolute and as a fraction of the plain agent's, with these targets."""
-    plain = mean_curve([score_curve(m, specs) for m in plain_runs])
+    curves = [score_curve(m, specs) for m in plain_runs]
+    plain = mean_curve(curves)
     oracle = [oracle_curve(m, specs) for m in plain_runs]
-    reference = float(np.mean([score_curve(m, specs)[-1][1] for m in plain_runs]))
+    reference = float(np.mean([c[-1][1] for c in curves]))
     reached, plain_reached = first_reaching(mean_curve(oracle), reference), first_reaching(plain, reference)
     fraction = reached / plain_reached if reached is not None and plain_reached else None
     return {"curves": oracle, "reference_score": reference, "steps_to_reference": reached, "steps_fraction": fraction}
