@@ -14,13 +14,15 @@ Scores are normalised per game by the random-policy return and the CPU-budget ta
     python benchmarks/ablations.py --seeds 0 1 --parallel 2 --steps 20000   # hours on 2 CPU cores
     python benchmarks/ablations.py --smoke --out /tmp/ablations_smoke       # tiny settings, minutes
 
-Writes ``benchmarks/results/ablations.json`` and ``benchmarks/results/ablations.png``.
+Writes ``benchmarks/results/ablations.json`` and ``benchmarks/results/ablations.png`` and prints
+the Markdown table for BENCHMARKS.md. Runs archived in ``benchmarks/results/runs`` are reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,42 @@ def variants(steps: int | None) -> dict[str, dict]:
     }
 
 
+def cluster_history(metrics: dict) -> list[tuple[int, list[list[str]]]]:
+    """(updates, partition of the games) at each re-clustering a run logged; games are named in
+    suite order (task ``t`` is the t-th game of the summary's per-task step counts)."""
+    games = [g.removeprefix("minatar-") for g in metrics["summary"]["env_steps_per_task"]]
+    history = []
+    for row in metrics["train"]:
+        labels = {t: int(row[f"task{t}/cluster"]) for t in range(len(games)) if f"task{t}/cluster" in row}
+        if labels:
+            groups: dict[int, list[str]] = {}
+            for t, c in sorted(labels.items()):
+                groups.setdefault(c, []).append(games[t])
+            history.append((int(row["updates"]), sorted(groups.values())))
+    return history
+
+
+def _late_losses(metrics: dict, last: int = 10) -> dict[str, float]:
+    """Each loss term averaged over the last ``last`` logged training rows (unweighted terms)."""
+    rows = [r for r in metrics["train"] if "loss/total" in r][-last:]
+    keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
+    return {k.removeprefix("loss/"): float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+
+
+def capped_mean(returns: dict[str, float]) -> float:
+    """Mean over games of the normalised return capped at 1: one game far past its target (freeway
+    crosses 10 times where its target is 1) cannot outweigh the others."""
+    return float(np.mean([min(1.0, x) for x in target_scores(returns).values()]))
+
+
+def normalised_curve(metrics: dict) -> list[tuple[int, float]]:
+    """(env steps per game, :func:`capped_mean`) at each evaluation."""
+    by_step: dict[int, dict[str, float]] = {}
+    for row in metrics["eval"]:
+        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
+    return [(step, capped_mean(r)) for step, r in sorted(by_step.items())]
+
+
 def summarise(all_runs: dict[str, list[dict]]) -> dict:
     result: dict = {"variants": {}}
     for name, runs in all_runs.items():
@@ -55,14 +93,54 @@ def summarise(all_runs: dict[str, list[dict]]) -> dict:
             "mean_normalised": scores,
             "mean_normalised_mean": float(np.mean(scores)),
             "mean_normalised_sem": float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else None,
+            "mean_capped": [capped_mean(f) for f in finals],
             "wall_s": [m["summary"]["wall_s"] for m in runs],
             "clusters": [m["summary"].get("clusters") for m in runs],
+            "cluster_history": [cluster_history(m) for m in runs],
+            "late_losses": [_late_losses(m) for m in runs],
+            "normalised_curves": [normalised_curve(m) for m in runs],
             "curves": [[(r["env_steps"], r["task"], r["return_mean"]) for r in m["eval"]] for m in runs],
         }
     return result
 
 
+def markdown_table(result: dict) -> str:
+    """The BENCHMARKS table: per game final returns, the mean normalised score, the size of the
+    consistency terms late in training, the clusters found and wall time; cells are
+    mean (per seed)."""
+    variants_ = result["variants"]
+    names = list(variants_)
+
+    def cell(values: list[float], fmt: str = "{:.2f}") -> str:
+        return f"{fmt.format(np.mean(values))} ({', '.join(fmt.format(x) for x in values)})" if values else ""
+
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for game in variants_[names[0]]["final_returns"][0]:
+        lines.append(f"| final return, {game.removeprefix('minatar-')} | " + " | ".join(cell([f[game] for f in variants_[n]["final_returns"]]) for n in names) + " |")
+    lines.append("| mean normalised return | " + " | ".join(f"**{cell(variants_[n]['mean_normalised'], '{:.3f}')}**" for n in names) + " |")
+    lines.append("| mean normalised return, capped at 1 | " + " | ".join(cell(variants_[n]["mean_capped"], "{:.3f}") for n in names) + " |")
+    for term in ("value", "policy", "temporal_consistency", "path_consistency"):
+        values = {n: [x[term] for x in variants_[n]["late_losses"] if term in x] for n in names}
+        if any(values.values()):
+            lines.append(f"| loss/{term}, last 10 logged updates | " + " | ".join(cell(values[n], "{:.3f}") for n in names) + " |")
+
+    def partitions(n: str) -> str:
+        out = []
+        for history in variants_[n]["cluster_history"]:
+            if history:
+                final = " / ".join("+".join(g) for g in history[-1][1])
+                changes = sum(a[1] != b[1] for a, b in pairwise(history))
+                out.append(f"{final} ({len(history)} clusterings, {changes} changes)")
+        return "; ".join(out)
+
+    if any(partitions(n) for n in names):
+        lines.append("| final clusters per seed | " + " | ".join(partitions(n) for n in names) + " |")
+    lines.append("| wall time per run | " + " | ".join(" / ".join(f"{w:,.0f}" for w in variants_[n]["wall_s"]) + " s" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def plot(result: dict, path: Path) -> None:
+    """Final normalised returns per game and their mean, and the mean's learning curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,21 +148,30 @@ def plot(result: dict, path: Path) -> None:
 
     names = list(result["variants"])
     games = list(result["variants"][names[0]]["final_returns"][0])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 1, 2]})
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        finals = result["variants"][name]["final_returns"]
-        norm = [[target_scores(f)[g] for g in games] for f in finals]
-        ax1.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(games))], np.mean(norm, axis=0), width, label=name)
-        for seed in norm:
-            ax1.scatter([x + (i - (len(names) - 1) / 2) * width for x in range(len(games))], seed, color="black", s=6, zorder=3)
         v = result["variants"][name]
-        ax2.bar(i, v["mean_normalised_mean"], yerr=v["mean_normalised_sem"] or 0, capsize=3)
+        xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(games))]
+        norm = [[target_scores(f)[g] for g in games] for f in v["final_returns"]]
+        ax1.bar(xs, np.mean(norm, axis=0), width, label=name, color=colors[i])
+        for seed in norm:
+            ax1.scatter(xs, seed, color="black", s=6, zorder=3)
+        ax2.bar(i, v["mean_normalised_mean"], yerr=v["mean_normalised_sem"] or 0, capsize=3, color=colors[i])
+        for j, curve in enumerate(v["normalised_curves"]):
+            x, y = zip(*curve)
+            ax3.plot(x, y, color=colors[i], marker="o", markersize=3, alpha=0.8, linestyle="-" if j == 0 else "--", label=f"{name}, seed {result['seeds'][j]}")
     ax1.set_xticks(range(len(games)), [g.removeprefix("minatar-") for g in games])
     ax1.set_ylabel("normalised return (random 0, target 1)")
+    ax1.set_title("final return per game (dots: seeds)", fontsize=9)
     ax1.legend(fontsize=8)
     ax2.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax2.set_title("mean over games (± s.e. over seeds)", fontsize=9)
+    ax3.set_xlabel("environment steps per game")
+    ax3.set_title("mean normalised return during training (capped at 1 per game)", fontsize=9)
+    ax3.grid(alpha=0.3)
+    ax3.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -114,6 +201,7 @@ def main() -> None:
     path = save_outputs("ablations", result, plot, out if args.smoke else None)
     for n, v in result["variants"].items():
         print(f"{n:16s} mean normalised {v['mean_normalised_mean']:.3f} (seeds: {', '.join(f'{x:.3f}' for x in v['mean_normalised'])})")
+    print(markdown_table(result))
     print(f"written: {path}")
 
 

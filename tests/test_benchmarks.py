@@ -145,3 +145,30 @@ def test_dps_settings_keep_their_runs_and_targets():
     tuned = {t["name"]: t["target_return"] for t in table["moe-dps-tuned"]["tasks"]}
     for game, (low, target) in dps.targets(0.75).items():
         assert tuned[game] == target and low < target < common.CPU_TARGETS[game]
+
+
+def test_ablations_cluster_history_and_table_by_hand():
+    import ablations
+
+    games = ["minatar-breakout", "minatar-freeway", "minatar-seaquest"]
+    train = [
+        {"updates": 1, "loss/total": 1.0, "loss/value": 0.5, "task0/cluster": 0.0, "task1/cluster": 1.0, "task2/cluster": 0.0},
+        {"updates": 50, "loss/total": 1.0, "loss/value": 0.3},
+        {"updates": 501, "loss/total": 1.0, "loss/value": 0.1, "task0/cluster": 0.0, "task1/cluster": 0.0, "task2/cluster": 1.0},
+    ]
+    finals = {"minatar-breakout": 3.0, "minatar-freeway": 11.0, "minatar-seaquest": 0.0}
+    metrics = {
+        "summary": {"env_steps_per_task": dict.fromkeys(games, 10), "final_eval": {g: {"return_mean": r} for g, r in finals.items()}, "wall_s": 5.0},
+        "train": train,
+        "eval": [{"env_steps": 10, "task": g, "return_mean": r} for g, r in finals.items()],
+    }
+    history = ablations.cluster_history(metrics)
+    assert history == [(1, [["breakout", "seaquest"], ["freeway"]]), (501, [["breakout", "freeway"], ["seaquest"]])]
+    # Breakout at its target (1), freeway 11 times its target (capped to 1), seaquest at random.
+    low = common.target_scores({"minatar-seaquest": 0.0})["minatar-seaquest"]
+    assert ablations.capped_mean(finals) == pytest.approx((1 + 1 + min(1.0, low)) / 3)
+    result = ablations.summarise({"moe+clustering": [metrics]})
+    assert result["variants"]["moe+clustering"]["late_losses"] == [{"total": 1.0, "value": pytest.approx(0.3)}]
+    table = ablations.markdown_table(result)
+    assert "| final clusters per seed | breakout+freeway / seaquest (2 clusterings, 1 changes) |" in table
+    assert "| loss/value, last 10 logged updates | 0.300 (0.300) |" in table
