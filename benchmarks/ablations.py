@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs, target_scores
+from common import ARCHIVE, merge, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -77,10 +77,7 @@ def capped_mean(returns: dict[str, float]) -> float:
 
 def normalised_curve(metrics: dict) -> list[tuple[int, float]]:
     """(env steps per game, :func:`capped_mean`) at each evaluation."""
-    by_step: dict[int, dict[str, float]] = {}
-    for row in metrics["eval"]:
-        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
-    return [(step, capped_mean(r)) for step, r in sorted(by_step.items())]
+    return [(step, capped_mean(r)) for step, r in returns_by_eval(metrics).items()]
 
 
 def summarise(all_runs: dict[str, list[dict]]) -> dict:

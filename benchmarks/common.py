@@ -208,6 +208,14 @@ def target_scores(returns: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
+    """Env steps per game at each evaluation -> game -> mean evaluation return."""
+    by_step: dict[int, dict[str, float]] = {}
+    for row in metrics["eval"]:
+        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
+    return dict(sorted(by_step.items()))
+
+
 def minatar_suite(moe: bool, steps: int | None = None) -> dict:
     """The minatar suite as the MinAtar benchmarks train it: every benchmark starts from here,
     so their MoE baselines are one and the same configuration (and one set of runs).

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, CPU_TARGETS, merge, minatar_suite, run_all, save_outputs
+from common import ARCHIVE, CPU_TARGETS, merge, minatar_suite, returns_by_eval, run_all, save_outputs
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -76,14 +76,6 @@ def variants(steps: int | None) -> dict[str, dict]:
     return table
 
 
-def _returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
-    """Env steps per game at each evaluation -> game -> mean evaluation return."""
-    by_step: dict[int, dict[str, float]] = {}
-    for row in metrics["eval"]:
-        by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
-    return dict(sorted(by_step.items()))
-
-
 def _capped_score(ret: float, spec: tuple[float, float]) -> float:
     """``(return - random) / (target - random)`` capped at 1; ``spec`` is (random, target)."""
     return min(1.0, (ret - spec[0]) / (spec[1] - spec[0]))
@@ -92,7 +84,7 @@ def _capped_score(ret: float, spec: tuple[float, float]) -> float:
 def score_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
     """(total env steps, mean capped normalised score) at each evaluation of a run."""
     totals = {row["env_steps"]: row.get("env_steps_total") or row["env_steps"] * len(specs) for row in metrics["eval"]}
-    return [(totals[step], float(np.mean([_capped_score(r, specs[g]) for g, r in returns.items()]))) for step, returns in _returns_by_eval(metrics).items()]
+    return [(totals[step], float(np.mean([_capped_score(r, specs[g]) for g, r in returns.items()]))) for step, returns in returns_by_eval(metrics).items()]
 
 
 def oracle_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[tuple[int, float]]:
@@ -106,7 +98,7 @@ def oracle_curve(metrics: dict, specs: dict[str, tuple[float, float]]) -> list[t
     """
     solved: set[str] = set()
     total, previous, curve = 0, 0, []
-    for step, returns in _returns_by_eval(metrics).items():
+    for step, returns in returns_by_eval(metrics).items():
         total += (step - previous) * (len(specs) - len(solved))
         previous = step
         curve.append((total, float(np.mean([1.0 if g in solved else _capped_score(r, specs[g]) for g, r in returns.items()]))))
