@@ -10,7 +10,10 @@ it is solved and leaves training, which saves environment steps. Two DPS setting
 * ``moe-dps-tuned``: targets 75% of the way from the random return to the CPU target (games the
   plain agent reaches within the budget, most of them before its end), 3 stages, stage 0 runs at
   least three fifths of the updates and at most four fifths, the next stage at most a fifth:
-  the backbone trains longer before it is frozen.
+  the backbone trains longer before it is frozen;
+* ``moe-dps-reopen``: ``moe-dps-tuned`` with ``dps.reopen_below: 0.5``: a solved game whose
+  evaluation return falls below half of the way from random to its target rejoins training
+  (the tuned runs forgot games after they left).
 
 The score of a run at an evaluation is the mean over games of ``(return - random) / (target -
 random)`` capped at 1, with the targets of the DPS setting it is compared under. Seeds are
@@ -21,6 +24,7 @@ equal per-game budget, and the bound a perfect solve-and-leave agent would reach
 (``oracle_curve``).
 
     python benchmarks/dps.py --seeds 0 1 --parallel 2 --steps 20000     # hours on 2 CPU cores
+    python benchmarks/dps.py --seeds 0 1 --settings moe-dps moe-dps-tuned  # only these settings
     python benchmarks/dps.py --smoke --out /tmp/dps_smoke                # tiny settings, minutes
 
 Writes ``benchmarks/results/dps.json`` and ``benchmarks/results/dps.png``.
@@ -43,7 +47,7 @@ SMOKE = {
     "train": {"env_steps": 200, "learning_starts": 80, "eval_every": 100, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 200},
     "dps": {"min_stage0_updates": 10, "max_stage_updates": 10},
 }
-TARGET_SCALE = {"moe-dps": 1.0, "moe-dps-tuned": 0.75}
+TARGET_SCALE = {"moe-dps": 1.0, "moe-dps-tuned": 0.75, "moe-dps-reopen": 0.75}
 """Each DPS setting's targets, as the fraction of the way from the random return to the CPU target."""
 
 
@@ -67,6 +71,9 @@ def variants(steps: int | None) -> dict[str, dict]:
         "moe-dps": ({**lora, "lora_stages": 4}, {"min_stage0_updates": updates // 5, "max_stage_updates": updates // 5}),
         # stage 0: at least 3/5, timed out after 4/5; stage 1 at most 1/5; stage 2 the rest
         "moe-dps-tuned": ({**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5}),
+        # the tuned schedule, and a solved game rejoins training when its evaluation return falls
+        # below half of the way from random to its target (the tuned runs forgot solved games)
+        "moe-dps-reopen": ({**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5, "reopen_below": 0.5}),
     }
     table = {"moe": base}
     for name, (model, dps) in schedules.items():
