@@ -171,6 +171,7 @@ def test_ablations_cluster_history_and_table_by_hand():
     assert ablations.capped_mean(finals) == pytest.approx((1 + 1 + min(1.0, low)) / 3)
     result = ablations.summarise({"moe+clustering": [metrics]})
     assert result["variants"]["moe+clustering"]["late_losses"] == [{"total": 1.0, "value": pytest.approx(0.3)}]
+    assert result["variants"]["moe+clustering"]["mean_capped"] == [pytest.approx(ablations.capped_mean(finals))]
     table = ablations.markdown_table(result)
     assert "| final clusters per seed | breakout+freeway / seaquest (2 clusterings, 1 changes) |" in table
     assert "| loss/value, last 10 logged updates | 0.300 (0.300) |" in table
