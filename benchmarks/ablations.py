@@ -149,6 +149,7 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    CLIP = 1.5
     names = list(result["variants"])
     games = list(result["variants"][names[0]]["final_returns"][0])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -158,16 +159,21 @@ def plot(result: dict, path: Path) -> None:
         v = result["variants"][name]
         xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(games))]
         norm = [[target_scores(f)[g] for g in games] for f in v["final_returns"]]
-        ax1.bar(xs, np.mean(norm, axis=0), width, label=name, color=colors[i])
+        means = np.mean(norm, axis=0)
+        ax1.bar(xs, np.minimum(means, CLIP), width, label=name, color=colors[i])
+        for x, m in zip(xs, means):
+            if m > CLIP:  # freeway's 10+ crossings would flatten every other bar
+                ax1.text(x, CLIP, f"{m:.1f}", ha="center", va="bottom", fontsize=7)
         for seed in norm:
-            ax1.scatter(xs, seed, color="black", s=6, zorder=3)
+            ax1.scatter(xs, np.minimum(seed, CLIP), color="black", s=6, zorder=3)
         ax2.bar(i, v["mean_capped_mean"], yerr=v["mean_capped_sem"] or 0, capsize=3, color=colors[i])
         for j, curve in enumerate(v["normalised_curves"]):
             x, y = zip(*curve)
             ax3.plot(x, y, color=colors[i], marker="o", markersize=3, alpha=0.8, linestyle="-" if j == 0 else "--", label=f"{name}, seed {result['seeds'][j]}")
     ax1.set_xticks(range(len(games)), [g.removeprefix("minatar-") for g in games])
     ax1.set_ylabel("normalised return (random 0, target 1)")
-    ax1.set_title("final return per game (dots: seeds)", fontsize=9)
+    ax1.set_ylim(top=CLIP * 1.12)
+    ax1.set_title(f"final return per game (dots: seeds; above {CLIP}: value written)", fontsize=9)
     ax1.legend(fontsize=8)
     ax2.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax2.set_title("mean over games, capped at 1 (± s.e.)", fontsize=9)
