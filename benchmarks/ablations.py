@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, merge, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
+from common import ARCHIVE, conflict_summary, merge, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -101,16 +101,27 @@ def summarise(all_runs: dict[str, list[dict]]) -> dict:
             "clusters": [m["summary"].get("clusters") for m in runs],
             "cluster_history": [cluster_history(m) for m in runs],
             "late_losses": [_late_losses(m) for m in runs],
+            "conflict": [conflict_summary(m["train"]) for m in runs],
             "normalised_curves": [normalised_curve(m) for m in runs],
             "curves": [[(r["env_steps"], r["task"], r["return_mean"]) for r in m["eval"]] for m in runs],
         }
     return result
 
 
+#: Gradient-conflict statistics in the table (``common.conflict_summary`` keys): clustering
+#: exists to separate tasks whose gradients conflict.
+CONFLICT_ROWS = {
+    "conflict/backbone/mean_cosine": "task-gradient cosine, backbone",
+    "conflict/backbone/fraction_negative": "task pairs with cos < 0, backbone",
+    "conflict/experts/fraction_negative": "task pairs with cos < 0, routed experts",
+    "conflict/experts/conflict_strength": "conflict strength, routed experts",
+}
+
+
 def markdown_table(result: dict) -> str:
     """The BENCHMARKS table: per game final returns, the mean normalised score, the size of the
-    consistency terms late in training, the clusters found and wall time; cells are
-    mean (per seed)."""
+    consistency terms late in training, gradient conflict, the clusters found and wall time;
+    cells are mean (per seed)."""
     variants_ = result["variants"]
     names = list(variants_)
 
@@ -126,6 +137,11 @@ def markdown_table(result: dict) -> str:
         values = {n: [x[term] for x in variants_[n]["late_losses"] if term in x] for n in names}
         if any(values.values()):
             lines.append(f"| loss/{term}, last 10 logged updates | " + " | ".join(cell(values[n], "{:.3f}") for n in names) + " |")
+
+    for key, label in CONFLICT_ROWS.items():
+        values = {n: [c[key] for c in variants_[n]["conflict"] if key in c and not np.isnan(c[key])] for n in names}
+        if any(values.values()):
+            lines.append(f"| {label}, second half | " + " | ".join(cell(values[n], "{:.3f}") for n in names) + " |")
 
     def partitions(n: str) -> str:
         out = []

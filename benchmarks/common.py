@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -205,6 +206,18 @@ def target_scores(returns: dict[str, float]) -> dict[str, float]:
     for game, r in returns.items():
         low = get_task(game).spec.random_return or 0.0
         out[game] = (r - low) / (CPU_TARGETS[game] - low)
+    return out
+
+
+def conflict_summary(train_rows: list[dict]) -> dict[str, float]:
+    """Mean of each conflict statistic over the second half of training."""
+    rows = [r for r in train_rows if any(k.startswith("conflict/") for k in r)]
+    rows = rows[len(rows) // 2 :]
+    keys = sorted({k for r in rows for k in r if k.startswith("conflict/")})
+    out = {}
+    for k in keys:
+        values = [r[k] for r in rows if k in r and not math.isnan(r[k])]
+        out[k] = sum(values) / len(values) if values else float("nan")
     return out
 
 

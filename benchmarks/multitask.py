@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, merge, minatar_suite, run_all, save_outputs, target_scores
+from common import ARCHIVE, conflict_summary, merge, minatar_suite, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -40,18 +40,6 @@ def variants(steps: int | None) -> dict[str, dict]:
     out = {f"single-{t['name'].removeprefix('minatar-')}": {**alone, "tasks": [t]} for t in dense["tasks"]}
     out["dense"] = dense
     out["moe"] = minatar_suite(moe=True, steps=steps)
-    return out
-
-
-def _conflict_summary(train_rows: list[dict]) -> dict[str, float]:
-    """Mean of each conflict statistic over the second half of training."""
-    rows = [r for r in train_rows if any(k.startswith("conflict/") for k in r)]
-    rows = rows[len(rows) // 2 :]
-    keys = sorted({k for r in rows for k in r if k.startswith("conflict/")})
-    out = {}
-    for k in keys:
-        values = [r[k] for r in rows if k in r and not math.isnan(r[k])]
-        out[k] = sum(values) / len(values) if values else float("nan")
     return out
 
 
@@ -91,7 +79,7 @@ def summarise(runs: dict[str, list[dict]], previous: dict | None = None) -> dict
             "returns": returns,
             "parameters": summaries[0]["summary"]["parameters"],
             "wall_s": [m["summary"]["wall_s"] for m in summaries],
-            "conflict": [_conflict_summary(m["train"]) for m in summaries],
+            "conflict": [conflict_summary(m["train"]) for m in summaries],
             "routing": [_routing_summary(m["train"]) for m in summaries],
         }
     if previous is not None:
