@@ -83,6 +83,11 @@ def normalised_curve(metrics: dict) -> list[tuple[int, float]]:
     return [(step, capped_mean(r)) for step, r in returns_by_eval(metrics).items()]
 
 
+def _sem(values: list[float]) -> float | None:
+    """Standard error of the mean over seeds (None for a single seed)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
 def summarise(all_runs: dict[str, list[dict]]) -> dict:
     result: dict = {"variants": {}}
     for name, runs in all_runs.items():
@@ -93,10 +98,10 @@ def summarise(all_runs: dict[str, list[dict]]) -> dict:
             "final_returns": finals,
             "mean_normalised": scores,
             "mean_normalised_mean": float(np.mean(scores)),
-            "mean_normalised_sem": float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else None,
+            "mean_normalised_sem": _sem(scores),
             "mean_capped": capped,
             "mean_capped_mean": float(np.mean(capped)),
-            "mean_capped_sem": float(np.std(capped, ddof=1) / np.sqrt(len(capped))) if len(capped) > 1 else None,
+            "mean_capped_sem": _sem(capped),
             "wall_s": [m["summary"]["wall_s"] for m in runs],
             "clusters": [m["summary"].get("clusters") for m in runs],
             "cluster_history": [cluster_history(m) for m in runs],

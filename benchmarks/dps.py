@@ -66,14 +66,15 @@ def variants(steps: int | None) -> dict[str, dict]:
     base = minatar_suite(moe=True, steps=steps)
     updates = int(base["train"]["replay_ratio"] * (base["train"]["env_steps"] - base["train"]["learning_starts"]))
     lora = {"lora_rank": 8, "lora_alpha": 16.0}
+    # stage 0: at least 3/5, timed out after 4/5; stage 1 at most 1/5; stage 2 the rest
+    tuned_model, tuned_dps = {**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5}
     schedules = {
         # stage 0: at least 1/5 of the updates, timed out after 2/5; later stages at most 1/5 each
         "moe-dps": ({**lora, "lora_stages": 4}, {"min_stage0_updates": updates // 5, "max_stage_updates": updates // 5}),
-        # stage 0: at least 3/5, timed out after 4/5; stage 1 at most 1/5; stage 2 the rest
-        "moe-dps-tuned": ({**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5}),
+        "moe-dps-tuned": (tuned_model, tuned_dps),
         # the tuned schedule, and a solved game rejoins training when its evaluation return falls
         # below half of the way from random to its target (the tuned runs forgot solved games)
-        "moe-dps-reopen": ({**lora, "lora_stages": 3}, {"min_stage0_updates": updates * 3 // 5, "max_stage_updates": updates // 5, "reopen_below": 0.5}),
+        "moe-dps-reopen": (tuned_model, {**tuned_dps, "reopen_below": 0.5}),
     }
     table = {"moe": base}
     for name, (model, dps) in schedules.items():
