@@ -1,6 +1,6 @@
 """Returns of a uniformly random policy (legal actions only) under the evaluation protocol.
 
-Same env copies, seeds and episode cap (``train.eval_max_steps``) as ``scalezero``'s
+Same env copies, seeds and episode cap (``train.eval_max_steps``, or the task's own limit) as ``scalezero``'s
 evaluator, so the agent's evaluation returns can be compared with these directly.
 
     python benchmarks/random_returns.py --suite minatar --episodes 100
@@ -19,6 +19,7 @@ from common import write_result
 
 from scalezero.config import load_suite
 from scalezero.tasks import EnvBatch
+from scalezero.training.evaluator import eval_episode_cap
 from scalezero.training.loop import resolve_tasks
 
 
@@ -27,7 +28,7 @@ def random_returns(suite: str, episodes: int, seed: int) -> dict[str, dict[str, 
     tasks, _ = resolve_tasks(config)
     out = {}
     for t, task in enumerate(tasks):
-        batch = EnvBatch(task, episodes, seed=seed + 1_000 * t, max_episode_steps=config.train.eval_max_steps)
+        batch = EnvBatch(task, episodes, seed=seed + 1_000 * t, max_episode_steps=eval_episode_cap(task, config.train.eval_max_steps))
         returns = np.full(episodes, np.nan)
         rng = np.random.default_rng(seed + t)
         while np.isnan(returns).any():

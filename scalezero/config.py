@@ -30,6 +30,7 @@ def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
 
 
 LORA_TARGETS = ("attention", "experts", "ffn")
+LATENT_NORMS = ("simnorm", "layernorm")
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,19 @@ class ModelConfig:
     """Attention heads; must divide ``embed_dim``."""
     dropout: float = 0.0
     """Dropout inside the transformer (0 keeps training and search identical)."""
-    attention_window_steps: int = 8
-    """How many (latent, action) steps a token may attend back over. Training, target
-    computation and search all use this sliding window, so search deeper than the
-    window stays exactly what the model was trained on (rotary positions make it exact)."""
+    attention_window_steps: int = 0
+    """How many (latent, action) steps a token may attend back over; 0: the training window,
+    ``replay.unroll_steps + 1`` (the most allowed). Training, target computation and search all
+    use this sliding window; because it fits inside the training window, every context length
+    and rotary distance that target computation (``K + n + 1`` steps) and search (context plus
+    any depth) attend over was seen by a gradient, and rotary positions make dropping keys
+    older than the window exact."""
+    latent_norm: str = "simnorm"
+    """Normalisation every latent ends in (encoders and the next-latent head): ``simnorm``
+    (softmax over groups of ``simnorm_group``, TD-MPC2 / UniZero) or ``layernorm``. The latent
+    enters the transformer as it is (plus the task embedding). The next-latent loss is the
+    squared error summed over the latent for SimNorm (each group contributes at most 2) and
+    averaged over it for LayerNorm (each feature has unit variance), so both start near 1."""
     simnorm_group: int = 8
     """Group size of SimNorm on latents (softmax over groups); must divide ``embed_dim``."""
     support_size: int = 50
@@ -97,7 +107,8 @@ class ModelConfig:
             self.num_heads,
         )
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "a float in [0, 1)", self.dropout)
-        _check(self.attention_window_steps >= 1, "model.attention_window_steps", "an integer >= 1", self.attention_window_steps)
+        _check(self.attention_window_steps >= 0, "model.attention_window_steps", "an integer >= 0 (0: unroll_steps + 1)", self.attention_window_steps)
+        _check(self.latent_norm in LATENT_NORMS, "model.latent_norm", f"one of {LATENT_NORMS}", self.latent_norm)
         _check(
             self.simnorm_group >= 2 and self.embed_dim % self.simnorm_group == 0,
             "model.simnorm_group",
@@ -155,7 +166,14 @@ class SearchConfig:
     c_scale: float = 0.1
     """Gumbel: see ``c_visit``."""
     collect_temperature: float = 0.25
-    """Temperature applied to visit counts when sampling actions in collection (pUCT)."""
+    """Temperature applied to visit counts when sampling actions in collection (pUCT), at the
+    start of training."""
+    collect_temperature_final: float = 0.0
+    """Temperature at the end of ``temperature_anneal`` (0: no annealing, ``collect_temperature``
+    throughout). Collection starts broad and sharpens as the model becomes worth trusting."""
+    temperature_anneal: float = 0.5
+    """Fraction of ``train.env_steps`` over which the collection temperature moves linearly
+    from ``collect_temperature`` to ``collect_temperature_final`` (then stays there)."""
     num_samples: int = 8
     """Continuous tasks (Sampled MuZero): actions drawn from the policy at every node; the
     search chooses among them."""
@@ -165,6 +183,13 @@ class SearchConfig:
     root_sample_std_scale: float = 1.0
     """Continuous tasks, collection only: the root's draws use the policy's spread times this
     (more than 1 explores more widely)."""
+
+    def temperature_at(self, progress: float) -> float:
+        """Collection temperature after ``progress`` (0 to 1) of the env-step budget."""
+        if self.collect_temperature_final <= 0:
+            return self.collect_temperature
+        frac = min(max(progress / self.temperature_anneal, 0.0), 1.0)
+        return self.collect_temperature + frac * (self.collect_temperature_final - self.collect_temperature)
 
     def validate(self) -> None:
         _check(self.algorithm in SEARCH_ALGORITHMS, "search.algorithm", f"one of {SEARCH_ALGORITHMS}", self.algorithm)
@@ -178,6 +203,8 @@ class SearchConfig:
         _check(self.c_visit > 0, "search.c_visit", "a float > 0", self.c_visit)
         _check(self.c_scale > 0, "search.c_scale", "a float > 0", self.c_scale)
         _check(self.collect_temperature > 0, "search.collect_temperature", "a float > 0", self.collect_temperature)
+        _check(self.collect_temperature_final >= 0, "search.collect_temperature_final", "a float >= 0 (0: no annealing)", self.collect_temperature_final)
+        _check(0 < self.temperature_anneal <= 1, "search.temperature_anneal", "a float in (0, 1]", self.temperature_anneal)
         _check(self.num_samples >= 2, "search.num_samples", "an integer >= 2", self.num_samples)
         _check(self.root_sample_std_scale > 0, "search.root_sample_std_scale", "a float > 0", self.root_sample_std_scale)
 
@@ -192,9 +219,17 @@ class ReplayConfig:
     """K: each sample is a window of K+1 observations and K actions."""
     td_steps: int = 5
     """n: value targets sum n discounted rewards, then bootstrap from the target network."""
+    reanalyse_fraction: float = 0.0
+    """Fraction of every task's learner windows whose policy targets are recomputed at sample
+    time by one batched search of the target network, from the same context the actor had
+    (MuZero Reanalyse); 0: the targets stored at collection."""
+    reanalyse_values: bool = False
+    """Reanalysed windows also bootstrap their value targets from the fresh search's root
+    values instead of the target network's raw values (about twice the searches)."""
 
     def validate(self) -> None:
         _check(self.capacity_per_task >= 100, "replay.capacity_per_task", "an integer >= 100", self.capacity_per_task)
+        _check(0.0 <= self.reanalyse_fraction <= 1.0, "replay.reanalyse_fraction", "a float in [0, 1]", self.reanalyse_fraction)
         _check(self.unroll_steps >= 1, "replay.unroll_steps", "an integer >= 1", self.unroll_steps)
         _check(self.td_steps >= 1, "replay.td_steps", "an integer >= 1", self.td_steps)
 
@@ -270,8 +305,9 @@ class TrainConfig:
     """Evaluate every this many environment steps per task (and at the end)."""
     eval_episodes: int = 10
     """Greedy evaluation episodes per task."""
-    eval_max_steps: int = 2_000
-    """Cap on one evaluation episode's length (counted as truncated)."""
+    eval_max_steps: int = 0
+    """Cap on one evaluation episode's length (counted as truncated); 0: the task's own limit,
+    so episodes run to the game's own end."""
     checkpoint_every: int = 10_000
     """Checkpoint every this many environment steps per task (and at the end, and on SIGINT/SIGTERM)."""
     keep_checkpoints: int = 3
@@ -310,7 +346,7 @@ class TrainConfig:
         _check(self.num_clusters >= 1, "train.num_clusters", "an integer >= 1", self.num_clusters)
         _check(self.eval_every >= 1, "train.eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_episodes >= 1, "train.eval_episodes", "an integer >= 1", self.eval_episodes)
-        _check(self.eval_max_steps >= 1, "train.eval_max_steps", "an integer >= 1", self.eval_max_steps)
+        _check(self.eval_max_steps >= 0, "train.eval_max_steps", "an integer >= 0 (0: the task's own limit)", self.eval_max_steps)
         _check(self.checkpoint_every >= 1, "train.checkpoint_every", "an integer >= 1", self.checkpoint_every)
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
         _check(self.max_nonfinite_updates >= 1, "train.max_nonfinite_updates", "an integer >= 1", self.max_nonfinite_updates)
@@ -421,12 +457,25 @@ class Config:
         self.train.validate()
         self.dps.validate()
         _check(
+            self.model.attention_window_steps <= self.replay.unroll_steps + 1,
+            "model.attention_window_steps",
+            f"an integer <= replay.unroll_steps + 1 = {self.replay.unroll_steps + 1} (target computation and search must not "
+            "attend over spans that training windows never cover)",
+            self.model.attention_window_steps,
+        )
+        _check(
             self.train.temporal_consistency_weight == 0 or self.model.consistency_head,
             "train.temporal_consistency_weight",
             "0 unless model.consistency_head is true (the loss needs its projector)",
             self.train.temporal_consistency_weight,
         )
         return self
+
+    def resolved_model(self) -> ModelConfig:
+        """The model section with derived values filled in (an attention window of 0 becomes
+        the training window ``replay.unroll_steps + 1``): what the world model is built from."""
+        window = self.model.attention_window_steps or self.replay.unroll_steps + 1
+        return dataclasses.replace(self.model, attention_window_steps=window)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON friendly)."""

@@ -252,7 +252,7 @@ def test_minatar_encoder_is_unchanged():
     torch.manual_seed(0)
     before = _EncoderBefore((10, 10, 10), 32, 128, 8)
     torch.manual_seed(0)
-    now = ImageEncoder((10, 10, 10), 32, 128, 8)
+    now = ImageEncoder((10, 10, 10), 32, 128, SimNorm(8))
     old, new = before.state_dict(), now.state_dict()
     assert list(new) == ["conv.0.weight", "conv.0.bias", "conv.2.weight", "conv.2.bias", "proj.weight", "proj.bias"] == list(old)
     for name in old:
@@ -269,14 +269,14 @@ def test_minatar_encoder_is_unchanged():
 
 
 def test_large_frames_are_downsampled_to_at_most_8x8_and_rescaled():
-    enc = ImageEncoder((1, 64, 64), 32, 128, 8, obs_scale=255.0)
+    enc = ImageEncoder((1, 64, 64), 32, 128, SimNorm(8), obs_scale=255.0)
     assert enc.proj.in_features == 64 * 8 * 8
     assert sum(p.numel() for p in enc.parameters()) < 1_000_000
-    assert ImageEncoder((3, 96, 96), 32, 128, 8).proj.in_features == 64 * 6 * 6
+    assert ImageEncoder((3, 96, 96), 32, 128, SimNorm(8)).proj.in_features == 64 * 6 * 6
     x = torch.randint(0, 256, (3, 1, 64, 64), dtype=torch.uint8)
     out = enc(x)
     assert out.shape == (3, 128) and torch.isfinite(out).all()
-    unscaled = ImageEncoder((1, 64, 64), 32, 128, 8, obs_scale=1.0)
+    unscaled = ImageEncoder((1, 64, 64), 32, 128, SimNorm(8), obs_scale=1.0)
     unscaled.load_state_dict(enc.state_dict())  # no buffer: the scale is not part of the weights
     torch.testing.assert_close(unscaled(x.float() / 255.0), out)
     layout = make_layout([get_task("atari-pong").spec])

@@ -139,10 +139,12 @@ def test_dps_settings_keep_their_runs_and_targets():
     import dps
 
     table = dps.variants(20_000)
-    # The plain and first DPS settings are the archived runs: a changed configuration would retrain them.
-    assert common.run_path(Path("runs"), "moe", table["moe"], 1).name == "moe-08029611-s1"
-    assert common.run_path(Path("runs"), "moe-dps", table["moe-dps"], 1).name == "moe-dps-a683898e-s1"
-    assert common.run_path(Path("runs"), "moe-dps-tuned", table["moe-dps-tuned"], 1).name == "moe-dps-tuned-8a63c3f9-s1"
+    # A changed configuration trains new runs under new names: these pin the settings. (Runs archived
+    # before MinAtar evaluations ran to the games' own end, capped at 1,000 steps, are moe-08029611,
+    # moe-dps-a683898e and moe-dps-tuned-8a63c3f9.)
+    assert common.run_path(Path("runs"), "moe", table["moe"], 1).name == "moe-56c8bb17-s1"
+    assert common.run_path(Path("runs"), "moe-dps", table["moe-dps"], 1).name == "moe-dps-b9dfbee0-s1"
+    assert common.run_path(Path("runs"), "moe-dps-tuned", table["moe-dps-tuned"], 1).name == "moe-dps-tuned-e2fb3374-s1"
     assert table["moe-dps-reopen"]["dps"] == {**table["moe-dps-tuned"]["dps"], "reopen_below": 0.5}
     tuned = {t["name"]: t["target_return"] for t in table["moe-dps-tuned"]["tasks"]}
     for game, (low, target) in dps.targets(0.75).items():

@@ -24,6 +24,7 @@ def test_shipped_suites_load():
         ({"tasks": ["cartpole", "cartpole"]}, "distinct task names"),
         ({"tasks": ["cartpole"], "train": {"batch_size": "many"}}, "train.batch_size must be an integer"),
         ({"tasks": ["cartpole"], "colour": "blue"}, "unknown key(s) ['colour'] in config"),
+        ({"tasks": ["cartpole"], "model": {"attention_window_steps": 6}, "replay": {"unroll_steps": 3}}, "model.attention_window_steps = 6 is not allowed; expected an integer <= replay.unroll_steps + 1 = 4"),
     ],
 )
 def test_bad_values_name_the_field(data, needle):

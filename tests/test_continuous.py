@@ -162,7 +162,7 @@ def test_search_plays_one_of_the_root_candidates(explore):
     tasks = reach_tasks()
     layout = make_layout([t.spec for t in tasks])
     torch.manual_seed(0)
-    model = WorldModel(config.model, layout).eval()
+    model = WorldModel(config.resolved_model(), layout).eval()
     randomize_policy(model)
     histories = {t: ContextHistory(EnvBatch(task, 3, seed=t).obs if t else np.pad(EnvBatch(task, 3, seed=t).obs, ((0, 0), (0, 4))), 2, 3)
                  for t, task in enumerate(tasks)}  # fmt: skip
@@ -182,7 +182,7 @@ def test_collector_stores_candidates_and_the_policy_loss_trains_the_policy():
     tasks = reach_tasks()
     layout = make_layout([t.spec for t in tasks])
     torch.manual_seed(0)
-    model = WorldModel(config.model, layout)
+    model = WorldModel(config.resolved_model(), layout)
     collector = Collector(tasks, layout, config, torch.device("cpu"))
     for _ in range(8):
         collector.step(model, [0, 1])

@@ -17,6 +17,7 @@ def test_cartpole_learns_within_two_minutes(tmp_path):
         eval_episodes=8,
         checkpoint_every=4_000,
         seed=0,
+        torch_threads=1,
     )
     start = time.perf_counter()
     result = train(config, tmp_path / "run", show_progress=False)

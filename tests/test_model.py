@@ -202,7 +202,7 @@ def test_gradients_reach_every_part():
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert p.grad.abs().sum() > 0, name
-    for part in ("encoders.vector", "encoders.image", "transformer", "heads", "task_embed", "latent_proj", "action_embed"):
+    for part in ("encoders.vector", "encoders.image", "transformer", "heads", "task_embed", "action_embed"):
         assert any(n.startswith(part) for n, _ in model.named_parameters()), part
 
 

@@ -94,3 +94,29 @@ def test_state_dict_round_trip():
     b = other.sample(50, 4, np.random.default_rng(3))
     for field in ("obs", "actions", "rewards", "policies", "is_step", "is_obs", "terminal"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_context_is_the_steps_before_the_window_of_the_same_episode():
+    """Episode 0..4 (terminated), then 20..27 in a ring of 10 entries that has overwritten the oldest."""
+    buf = _buffer(streams=1, capacity=10)
+    for t in range(5):
+        _add(buf, t, reward=1.0)
+    buf.add_finals(np.array([0]), np.array([[99.0]], np.float32), np.array([True]))
+    for t in range(20, 28):
+        _add(buf, t, reward=1.0)
+    w = buf.sample(300, 2, np.random.default_rng(4), context=3)
+    assert w.context_obs.shape == (300, 3, 1) and w.context_valid.shape == (300, 3) and w.context_actions.shape == (300, 3)
+    seen = set()
+    for i in range(300):
+        start = int(w.obs[i, 0, 0])
+        seen.add(start)
+        first = 20 if start >= 20 else 4  # steps 0..3 were overwritten (10 slots, 14 entries written)
+        expected = [t for t in range(start - 3, start) if t >= first]
+        valid = w.context_valid[i]
+        assert valid.tolist() == [False] * (3 - len(expected)) + [True] * len(expected), start
+        assert w.context_obs[i, valid, 0].tolist() == expected
+        assert w.context_actions[i, valid].tolist() == [t % 3 for t in expected]
+        assert (w.context_obs[i, ~valid] == 0).all()
+    assert seen == {4, 20, 21, 22, 23, 24, 25, 26, 27}
+    none = buf.sample(4, 2, np.random.default_rng(4))
+    assert none.context_obs is None and none.context_valid is None

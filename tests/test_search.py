@@ -359,3 +359,85 @@ def test_rejects_wrongly_shaped_model_output() -> None:
 
     with pytest.raises(ValueError, match="recurrent returned"):
         run_search(root, bad, SearchConfig(), 0.99, np.random.default_rng(0), explore=False)
+
+
+# --------------------------------------------------------------------------------------
+# Gumbel root against mctx's formulas, computed independently in numpy.
+
+
+def mctx_improved_policy(logits, q, visits, raw_value, c_visit=50.0, c_scale=0.1):
+    """softmax(logits + sigma(completed Q)) as mctx's qtransform_completed_by_mix_value defines it:
+    unvisited actions get the mixed value, the completed Q is rescaled by max(range, 1e-8)."""
+    prior = np.exp(logits - logits.max())
+    prior /= prior.sum()
+    seen = visits > 0
+    mixed = (raw_value + visits.sum() * (prior[seen] * q[seen]).sum() / prior[seen].sum()) / (1 + visits.sum())
+    completed = np.where(seen, q, mixed)
+    scaled = (completed - completed.min()) / max(completed.max() - completed.min(), 1e-8)
+    z = logits + (c_visit + visits.max()) * c_scale * scaled
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_gumbel_improved_policy_matches_hand_computed_numbers_for_small_value_gaps() -> None:
+    """Three actions, three simulations: each is visited once. Q = (0.001, 0.002, 0), so the
+    normalised Q is (0.5, 1, 0) and sigma = (50 + 1) * 0.1 * that = (2.55, 5.1, 0): the target
+    moves far from the uniform prior although the returns differ by a thousandth."""
+    rewards = np.array([0.001, 0.002, 0.0], np.float32)
+
+    def rec(parents, actions, new_node):
+        return rewards[actions], np.zeros(1, np.float32), np.zeros((1, 3), np.float32)
+
+    root = Root(np.zeros((1, 3), np.float32), np.zeros(1, np.float32), np.ones((1, 3), bool))
+    out = run_search(root, rec, SearchConfig(algorithm="gumbel", num_simulations=3), 0.997, np.random.default_rng(0), explore=False)
+    assert out.visit_counts.tolist() == [[1, 1, 1]]
+    hand = np.exp([2.55, 5.1, 0.0]) / np.exp([2.55, 5.1, 0.0]).sum()
+    np.testing.assert_allclose(out.policy_target[0], hand, rtol=1e-5)
+    assert out.policy_target[0, 1] > 0.9 and out.action.tolist() == [1]
+
+
+def test_gumbel_mixed_value_completes_unvisited_actions() -> None:
+    """Four actions, two considered (the top-2 prior logits), two simulations: the unvisited
+    pair gets mctx's mixed value; the target is checked against the numpy formula."""
+    logits = np.array([[1.0, 0.5, -0.3, 0.2]], np.float32)
+    child = {0: (0.3, 0.5), 1: (-0.2, 1.0)}  # action -> (reward, value)
+
+    def rec(parents, actions, new_node):
+        r, v = child[int(actions[0])]
+        return np.array([r], np.float32), np.array([v], np.float32), np.zeros((1, 4), np.float32)
+
+    root = Root(logits, np.array([0.4], np.float32), np.ones((1, 4), bool))
+    cfg = SearchConfig(algorithm="gumbel", num_simulations=2, gumbel_max_considered=2)
+    out = run_search(root, rec, cfg, 0.9, np.random.default_rng(0), explore=False)
+    assert out.visit_counts.tolist() == [[1, 1, 0, 0]]
+    q = np.array([0.3 + 0.9 * 0.5, -0.2 + 0.9 * 1.0, 0.0, 0.0])
+    expected = mctx_improved_policy(logits[0].astype(np.float64), q, out.visit_counts[0], 0.4)
+    np.testing.assert_allclose(out.policy_target[0], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("m,sims", [(2, 8), (3, 16), (4, 16), (5, 25), (16, 16), (16, 50), (6, 7)])
+def test_gumbel_schedule_matches_mctx_sequential_halving(m: int, sims: int) -> None:
+    """mctx's get_sequence_of_considered_visits, written out again here."""
+    from scalezero.search.gumbel import schedule
+
+    log2m = math.ceil(math.log2(m))
+    seq, visits, k = [], [0] * m, m
+    while len(seq) < sims:
+        for _ in range(max(1, int(sims / (log2m * k)))):
+            seq += visits[:k]
+            visits[:k] = [v + 1 for v in visits[:k]]
+        k = max(2, k // 2)
+    assert schedule(m, sims).tolist() == seq[:sims]
+
+
+def test_greedy_ties_break_at_random() -> None:
+    """Equal visits and equal priors: evaluation must not always pick action 0."""
+    batch, num_actions = 64, 3
+
+    def rec(parents, actions, new_node):
+        return np.zeros(batch, np.float32), np.zeros(batch, np.float32), np.zeros((batch, num_actions), np.float32)
+
+    root = Root(np.zeros((batch, num_actions), np.float32), np.zeros(batch, np.float32), np.ones((batch, num_actions), bool))
+    for algorithm, sims in (("puct", 3), ("gumbel", 3)):
+        out = run_search(root, rec, SearchConfig(algorithm=algorithm, num_simulations=sims), 0.99, np.random.default_rng(0), explore=False)
+        assert set(out.action.tolist()) == {0, 1, 2}, algorithm

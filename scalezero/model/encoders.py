@@ -1,9 +1,11 @@
-"""Observation encoders: map padded observations of one kind to SimNorm latents.
+"""Observation encoders: map padded observations of one kind to normalised latents.
 
 Every task of the same observation kind shares one encoder (observations are zero-padded
 to the kind's shape by :class:`~scalezero.tasks.base.SuiteLayout`), and every encoder maps
 into the same ``embed_dim`` latent space, so the transformer and heads are shared by all
-tasks of the suite.
+tasks of the suite. Every encoder ends in the latent normalisation ``model.latent_norm``
+(SimNorm or LayerNorm, :func:`latent_norm`); the latent is the transformer's observation
+token as it is, so all of its variation reaches the transformer.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class ImageEncoder(nn.Module):
 
     conv3x3 C->ch, GELU, conv3x3 stride 2 ch->2ch, GELU, then further conv3x3 stride-2
     2ch->2ch stages (each followed by GELU) until height and width are at most
-    ``max_spatial``, flatten, Linear -> embed_dim, SimNorm. A 10x10 grid is 5x5 after the first
+    ``max_spatial``, flatten, Linear -> embed_dim, the latent norm. A 10x10 grid is 5x5 after the first
     stride, so it gets no further stage and its encoder is exactly the original two-conv net
     (same modules, parameter names and numbers); a 64x64 frame goes 32, 16, 8 and a 96x96 one
     48, 24, 12, 6, which keeps the final Linear small (``2ch * 8 * 8`` inputs at most).
@@ -53,7 +55,7 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(
-        self, obs_shape: tuple[int, ...], channels: int, embed_dim: int, simnorm_group: int, obs_scale: float = 1.0,
+        self, obs_shape: tuple[int, ...], channels: int, embed_dim: int, norm: nn.Module, obs_scale: float = 1.0,
         max_spatial: int = 8,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -74,7 +76,7 @@ class ImageEncoder(nn.Module):
             h, w = (h + 1) // 2, (w + 1) // 2
         self.conv = nn.Sequential(*layers, nn.Flatten())
         self.proj = nn.Linear(2 * channels * h * w, embed_dim)
-        self.norm = SimNorm(simnorm_group)
+        self.norm = norm
 
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.to(self.proj.weight.dtype)
@@ -84,12 +86,12 @@ class ImageEncoder(nn.Module):
 
 
 class VectorEncoder(nn.Module):
-    """MLP for flat vector observations: Linear, LayerNorm, GELU, Linear, SimNorm.
+    """MLP for flat vector observations: Linear, LayerNorm, GELU, Linear, the latent norm.
 
     Input ``[N, obs_dim]`` (any numeric dtype); output ``[N, embed_dim]``.
     """
 
-    def __init__(self, obs_dim: int, hidden: int, embed_dim: int, simnorm_group: int) -> None:
+    def __init__(self, obs_dim: int, hidden: int, embed_dim: int, norm: nn.Module) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(obs_dim, hidden),
@@ -97,7 +99,7 @@ class VectorEncoder(nn.Module):
             nn.GELU(),
             nn.Linear(hidden, embed_dim),
         )
-        self.norm = SimNorm(simnorm_group)
+        self.norm = norm
 
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.to(self.net[0].weight.dtype)
@@ -105,12 +107,12 @@ class VectorEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """Token ids ``[N, L]`` (``PAD_ID`` = 0 is padding, at the end) -> SimNorm latent ``[N, embed_dim]``.
+    """Token ids ``[N, L]`` (``PAD_ID`` = 0 is padding, at the end) -> latent ``[N, embed_dim]``.
 
     Embedding (the text games' one vocabulary of ``VOCAB_SIZE`` ids), a kernel-3 convolution,
     then residual kernel-3 convolutions dilated 2 and 4 (GELU after each): every position sees
     15 tokens, enough to tell "you carry a red apple" from "you see a red apple". Masked mean
-    and max pooling over the real tokens, LayerNorm, Linear -> ``embed_dim``, SimNorm.
+    and max pooling over the real tokens, LayerNorm, Linear -> ``embed_dim``, the latent norm.
 
     Padding is ignored exactly: activations are zeroed at padding positions after every layer,
     so appended padding looks like the convolutions' own zero border. Two shortcuts give the
@@ -121,7 +123,7 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, embed_dim: int, simnorm_group: int, token_dim: int = 32, channels: int = 64,
+        self, vocab_size: int, embed_dim: int, norm: nn.Module, token_dim: int = 32, channels: int = 64,
         dilations: tuple[int, ...] = (2, 4),
     ) -> None:  # fmt: skip
         super().__init__()
@@ -132,7 +134,7 @@ class TextEncoder(nn.Module):
         self.act = nn.GELU()
         self.norm_in = nn.LayerNorm(2 * channels)
         self.proj = nn.Linear(2 * channels, embed_dim)
-        self.norm = SimNorm(simnorm_group)
+        self.norm = norm
 
     def forward(self, obs: Tensor) -> Tensor:
         ids = obs.long()
@@ -159,18 +161,27 @@ class TextEncoder(nn.Module):
         return self.norm(self.proj(self.norm_in(torch.cat([mean, peak], dim=-1))))
 
 
+def latent_norm(cfg: ModelConfig) -> nn.Module:
+    """The normalisation every latent ends in (encoders and the next-latent head alike):
+    ``simnorm`` (groups of ``simnorm_group`` on simplices) or ``layernorm`` (zero mean, unit
+    variance per latent, with a learned affine map)."""
+    if cfg.latent_norm == "layernorm":
+        return nn.LayerNorm(cfg.embed_dim)
+    return SimNorm(cfg.simnorm_group)
+
+
 def make_encoders(cfg: ModelConfig, layout: SuiteLayout) -> nn.ModuleDict:
     """One encoder per observation kind present in ``layout.obs_shapes`` (keyed by kind)."""
     encoders: dict[str, nn.Module] = {}
     for kind, shape in layout.obs_shapes.items():
         if kind == "image":
             scale = (layout.obs_scales or {}).get(kind, 1.0)
-            encoders[kind] = ImageEncoder(shape, cfg.conv_channels, cfg.embed_dim, cfg.simnorm_group, obs_scale=scale)
+            encoders[kind] = ImageEncoder(shape, cfg.conv_channels, cfg.embed_dim, latent_norm(cfg), obs_scale=scale)
         elif kind == "vector":
             (dim,) = shape
-            encoders[kind] = VectorEncoder(dim, cfg.mlp_hidden, cfg.embed_dim, cfg.simnorm_group)
+            encoders[kind] = VectorEncoder(dim, cfg.mlp_hidden, cfg.embed_dim, latent_norm(cfg))
         elif kind == "text":
-            encoders[kind] = TextEncoder(VOCAB_SIZE, cfg.embed_dim, cfg.simnorm_group)
+            encoders[kind] = TextEncoder(VOCAB_SIZE, cfg.embed_dim, latent_norm(cfg))
         else:
             raise ValueError(f"no encoder for observation kind {kind!r}")
     return nn.ModuleDict(encoders)

@@ -4,7 +4,8 @@ Value and policy are read at latent tokens (a state), reward and next latent at 
 tokens (a state-action pair). Every head ends in a zero-initialised linear layer, so at
 initialisation the policy is uniform, value and reward distributions are uniform over
 the bins (expected transformed scalar 0) and the next-latent prediction is the uniform
-SimNorm point; training moves them away from these neutral starting points.
+SimNorm point (with LayerNorm latents: the norm's bias); training moves them away from these
+neutral starting points.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from scalezero.config import ModelConfig
-from scalezero.model.encoders import SimNorm
+from scalezero.model.encoders import latent_norm
 
 
 class Head(nn.Module):
@@ -39,15 +40,15 @@ class Head(nn.Module):
 
 
 class NextLatentHead(nn.Module):
-    """Predicts the next latent from an action token: :class:`Head` then SimNorm.
+    """Predicts the next latent from an action token: :class:`Head` then the latent norm.
 
     Shape: ``[..., D] -> [..., D]``, in the same space as the encoders' latents.
     """
 
-    def __init__(self, dim: int, hidden: int, simnorm_group: int) -> None:
+    def __init__(self, dim: int, hidden: int, norm: nn.Module) -> None:
         super().__init__()
         self.head = Head(dim, hidden, dim)
-        self.norm = SimNorm(simnorm_group)
+        self.norm = norm
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(self.head(x))
@@ -71,4 +72,4 @@ class Heads(nn.Module):
         self.value = Head(d, h, bins)
         self.policy = Head(d, h, policy_outputs)
         self.reward = Head(d, h, bins)
-        self.next_latent = NextLatentHead(d, h, cfg.simnorm_group)
+        self.next_latent = NextLatentHead(d, h, latent_norm(cfg))

@@ -34,6 +34,11 @@ class Window:
     ``legal [B, L, A]`` (discrete) and ``candidates [B, L, K, action_dim]`` (continuous) are
     None where the buffer does not keep them. Outside ``is_obs`` the arrays hold zeros
     (``legal`` holds True outside ``is_step``).
+
+    With ``context = C > 0`` (reanalyse), ``context_obs [B, C, *obs_shape]``,
+    ``context_actions [B, C(, action_dim)]`` and ``context_valid [B, C]`` hold the ``C`` steps
+    of the same episode just before each window (oldest first; invalid, and zero, before
+    the episode's start or where the ring has overwritten them); None otherwise.
     """
 
     obs: np.ndarray
@@ -46,6 +51,9 @@ class Window:
     terminal: np.ndarray
     legal: np.ndarray | None = None
     candidates: np.ndarray | None = None
+    context_obs: np.ndarray | None = None
+    context_actions: np.ndarray | None = None
+    context_valid: np.ndarray | None = None
 
 
 class TaskReplay:
@@ -156,8 +164,9 @@ class TaskReplay:
         idx = np.nonzero(open_)[0]
         self.add_finals(idx, last_obs[idx], np.zeros(idx.size, dtype=bool))
 
-    def sample(self, batch_size: int, length: int, rng: np.random.Generator) -> Window:
-        """Sample ``batch_size`` windows of ``length`` entries, each starting at a stored step."""
+    def sample(self, batch_size: int, length: int, rng: np.random.Generator, context: int = 0) -> Window:
+        """Sample ``batch_size`` windows of ``length`` entries, each starting at a stored step,
+        with the ``context`` steps before each start (see :class:`Window`)."""
         stream_idx, slot_idx = np.nonzero(self.kinds == STEP)
         if stream_idx.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
@@ -189,7 +198,9 @@ class TaskReplay:
             legal = self.legal[rows, cols] | ~is_step[..., None]
         if self.candidates is not None:
             candidates = self.candidates[rows, cols] * is_step[..., None, None]
+        ctx = self._context(streams, slots, start_abs, context) if context > 0 else {}
         return Window(
+            **ctx,
             obs=obs,
             actions=actions,
             rewards=self.rewards[rows, cols] * is_step,
@@ -201,6 +212,22 @@ class TaskReplay:
             legal=legal,
             candidates=candidates,
         )
+
+    def _context(self, streams: np.ndarray, slots: np.ndarray, start_abs: np.ndarray, context: int) -> dict[str, np.ndarray]:
+        """The ``context`` steps before each window start that are still stored and belong to
+        the start's episode (contiguous back from the start)."""
+        abs_idx = start_abs[:, None] + np.arange(-context, 0)[None, :]
+        oldest = self.written[streams] - self.stream_capacity  # entries older than this were overwritten
+        cols = abs_idx % self.stream_capacity
+        rows = np.broadcast_to(streams[:, None], cols.shape)
+        valid = (abs_idx >= 0) & (abs_idx >= oldest[:, None])
+        valid &= (self.episode[rows, cols] == self.episode[streams, slots][:, None]) & (self.kinds[rows, cols] == STEP)
+        valid = np.cumprod(valid[:, ::-1], axis=1)[:, ::-1].astype(bool)  # stop at the first gap back from the start
+        obs = self.obs[rows, cols]
+        obs[~valid] = 0
+        actions = self.actions[rows, cols]
+        actions = actions * valid.reshape(valid.shape + (1,) * (actions.ndim - 2)).astype(actions.dtype)
+        return {"context_obs": obs, "context_actions": actions, "context_valid": valid}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """All arrays needed to restore the buffer exactly (for checkpoints)."""

@@ -8,8 +8,8 @@ Conventions (all per node, over its legal actions):
   ``v_mix = (v_hat + (sum_b N(b)) * sum_{visited} pi(b) q(b) / sum_{visited} pi(b)) / (1 + sum_b N(b))``
   with ``v_hat`` the model's value at the node and ``pi`` the prior (``v_mix = v_hat``
   before any child is visited);
-* the completed Q values are min-max normalised *over the node's legal children* with the
-  same small-delta rule as pUCT (``tree.QNORM_MIN_DELTA``);
+* the completed Q values are min-max normalised *over the node's legal children* with
+  mctx's floor of ``1e-8`` on the range (``QTRANSFORM_EPSILON``);
 * ``sigma(q) = (c_visit + max_b N(b)) * c_scale * q_normalised``;
 * improved policy ``pi' = softmax(log pi + sigma(completed q))`` over legal actions;
 * interior nodes pick ``argmax_a pi'(a) - N(a) / (1 + sum_b N(b))`` (lowest index on ties).
@@ -29,37 +29,42 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from scalezero.search.tree import QNORM_MIN_DELTA, _masked_softmax
+from scalezero.search.tree import _masked_softmax, _uniform
 
 _LOG_FLOOR = 1e-300
+
+QTRANSFORM_EPSILON = 1e-8
+"""Floor of the range in the completed-Q rescaling (mctx's ``qtransform_completed_by_mix_value``):
+completed Q values are mapped to ``(q - lo) / max(hi - lo, 1e-8)``, so any value gap among a
+node's actions spans the full ``[0, 1]`` and sigma(q) can move the improved policy away from
+the prior even when returns differ by 1e-3 (sparse rewards, discount 0.997). A floor of 0.01,
+as pUCT's min-max normalisation uses, kept such gaps at a few percent of that range and the
+improved policy collapsed onto the prior at 8-16 simulations."""
 
 
 @lru_cache(maxsize=256)
 def schedule(num_considered: int, num_simulations: int) -> np.ndarray:
     """Target visit count of the simulated root action for each simulation, ``[S]`` int32.
 
-    ``ceil(log2(m))`` phases; phase ``p`` keeps ``k_p`` actions (``m``, then halved, never
-    below 2) and gives each ``max(1, floor(S / (phases * k_p)))`` more visits, round-robin
-    by rounds. The list is cut at ``S``; leftover simulations continue the last phase.
+    Sequential halving as mctx schedules it: ``ceil(log2(m))`` phases over ``m`` considered
+    actions; each phase gives each of its ``k`` actions ``max(1, floor(S / (log2m * k)))``
+    more visits, round-robin by rounds, then keeps ``max(2, k // 2)`` actions; phases repeat
+    (with at least two actions) until ``S`` entries exist, and the list is cut at ``S``.
     With ``m == 1`` the single action gets every simulation.
     """
     m, s_total = num_considered, num_simulations
     if m <= 1:
         return np.arange(s_total, dtype=np.int32)
-    phases = max(1, math.ceil(math.log2(m)))
+    log2m = math.ceil(math.log2(m))
     out: list[int] = []
-    k, base = m, 0
-    for _ in range(phases):
-        extra = max(1, s_total // (phases * k))
-        for j in range(extra):
-            out.extend([base + j] * k)
-        base += extra
-        if len(out) >= s_total:
-            break
-        k = max(2, (k + 1) // 2)
+    visits = [0] * m
+    k = m
     while len(out) < s_total:
-        out.extend([base] * k)
-        base += 1
+        for _ in range(max(1, s_total // (log2m * k))):
+            out.extend(visits[:k])
+            for i in range(k):
+                visits[i] += 1
+        k = max(2, k // 2)
     arr = np.asarray(out[:s_total], dtype=np.int32)
     arr.setflags(write=False)
     return arr
@@ -113,7 +118,7 @@ def _completed_qn(
             out_qn[a] = v_mix
         lo = min(lo, out_qn[a])
         hi = max(hi, out_qn[a])
-    inv = 1.0 / max(hi - lo, QNORM_MIN_DELTA)
+    inv = 1.0 / max(hi - lo, QTRANSFORM_EPSILON)
     for a in range(num_actions):
         if legal[b, a]:
             out_qn[a] = (out_qn[a] - lo) * inv
@@ -243,12 +248,14 @@ def gumbel_root_result(
     c_visit: float,
     c_scale: float,
     discount: float,
+    rng_state: np.ndarray,
     out_policy: np.ndarray,
     out_action: np.ndarray,
 ) -> None:
     """Improved policy at the root ``out_policy [B, A]`` float64 and the action ``out_action
     [B]`` int64: among considered actions with the most visits (the survivors), the one
-    with the highest ``g + log prior + sigma(q)``."""
+    with the highest ``g + log prior + sigma(q)``; exact ties are broken uniformly at random
+    with the row's generator (an untrained model would otherwise always play action 0)."""
     num_actions = children.shape[2]
     sq = np.empty(num_actions)
     for b in range(children.shape[0]):
@@ -259,12 +266,18 @@ def gumbel_root_result(
                 most = max(most, _child_visits(children, visits, b, 0, a))
         best = -np.inf
         best_a = -1
+        ties = 0
         for a in range(num_actions):
-            if root_score[b, a] == -np.inf:
+            if root_score[b, a] == -np.inf or _child_visits(children, visits, b, 0, a) != most:
                 continue
             s = root_score[b, a] + sq[a]
-            if _child_visits(children, visits, b, 0, a) == most and s > best:
+            if s > best:
                 best = s
                 best_a = a
+                ties = 1
+            elif s == best:
+                ties += 1
+                if _uniform(rng_state, b) * ties < 1.0:
+                    best_a = a
         out_action[b] = best_a
         _improved_policy(b, 0, prior, legal, sq, out_policy[b])

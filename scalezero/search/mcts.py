@@ -123,6 +123,16 @@ def _gumbel_setup(
     return np.ascontiguousarray(root_score), np.ascontiguousarray(targets.T)
 
 
+def _greedy_action(visit_counts: np.ndarray, prior: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``[B]`` the most visited action; ties go to the higher prior, and exact ties of both
+    to a uniformly random one among them (not to the lowest index, a no-op in most games)."""
+    most = visit_counts == visit_counts.max(axis=1, keepdims=True)
+    score = np.where(most, prior, -1.0)
+    best = score == score.max(axis=1, keepdims=True)
+    noise = rng.random(best.shape)
+    return np.argmax(np.where(best, noise, -1.0), axis=1).astype(np.int64)
+
+
 def run_search(
     root: Root,
     recurrent: RecurrentFn,
@@ -136,7 +146,7 @@ def run_search(
     pUCT (``config.algorithm == "puct"``): with ``explore`` the root prior is mixed with
     Dirichlet noise over legal actions and the action is sampled from
     ``visits ** (1 / collect_temperature)``; otherwise the action is the most visited one
-    (ties: higher prior, then lowest index). The target is the visit distribution.
+    (ties: higher prior, then uniformly at random). The target is the visit distribution.
     Gumbel: see ``gumbel.py``; ``explore`` scales the root Gumbel noise by ``gumbel_scale``
     (0 otherwise); the target is the improved policy at the root.
     Rows are independent; all randomness comes from ``rng``.
@@ -207,7 +217,7 @@ def run_search(
         action = np.empty(batch, dtype=np.int64)
         _gumbel.gumbel_root_result(
             tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, legal,
-            root_score, c_visit, c_scale, discount, policy, action,
+            root_score, c_visit, c_scale, discount, rng_state, policy, action,
         )
     else:
         policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
@@ -218,8 +228,7 @@ def run_search(
             u = rng.random(batch)[:, None] * cdf[:, -1:]
             action = np.minimum((cdf <= u).sum(axis=1), num_actions - 1).astype(np.int64)
         else:
-            most = visit_counts == visit_counts.max(axis=1, keepdims=True)
-            action = np.argmax(np.where(most, tree.prior[:, 0, :], -1.0), axis=1).astype(np.int64)
+            action = _greedy_action(visit_counts, tree.prior[:, 0, :], rng)
 
     policy32 = policy.astype(np.float32)
     policy32 /= policy32.sum(axis=1, keepdims=True)

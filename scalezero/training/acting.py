@@ -45,11 +45,16 @@ class ContextHistory:
         self.obs[:, -1] = first_obs
         self.valid[:, -1] = True
 
+    @classmethod
+    def from_arrays(cls, obs: np.ndarray, actions: np.ndarray, valid: np.ndarray) -> ContextHistory:
+        """A history of given arrays (shapes as in the class doc; the last slot must be valid)."""
+        part = object.__new__(cls)
+        part.obs, part.actions, part.valid = obs, actions, valid
+        return part
+
     def rows(self, index: np.ndarray) -> ContextHistory:
         """The copies selected by ``index`` (a bool mask or ids), as a separate history."""
-        part = object.__new__(ContextHistory)
-        part.obs, part.actions, part.valid = self.obs[index], self.actions[index], self.valid[index]
-        return part
+        return ContextHistory.from_arrays(self.obs[index], self.actions[index], self.valid[index])
 
     def advance(self, actions: np.ndarray, next_obs: np.ndarray, done: np.ndarray) -> None:
         """Record the actions taken, shift by one step, and restart the copies whose episode ended."""
@@ -118,7 +123,6 @@ def _root_legal(layout: SuiteLayout, task_order: list[int], sizes: list[int], le
     return np.concatenate(rows)
 
 
-@torch.inference_mode()
 def search_actions(
     model: WorldModel,
     layout: SuiteLayout,
@@ -137,6 +141,31 @@ def search_actions(
         explore: collection (root noise, sampled actions) vs evaluation (greedy).
         legal: task id -> ``[n, num_actions]`` actions legal now per copy (e.g.
             ``EnvBatch.legal``); tasks not listed use their static action set.
+    """
+    task_order = list(histories)
+    sizes = [histories[t].actions.shape[0] for t in task_order]
+    root_legal = None if model.continuous else _root_legal(layout, task_order, sizes, legal)
+    return search_contexts(model, layout, histories, root_legal, config, discount, rng, explore, device)
+
+
+@torch.inference_mode()
+def search_contexts(
+    model: WorldModel,
+    layout: SuiteLayout,
+    histories: dict[int, ContextHistory],
+    root_legal: np.ndarray | None,
+    config: SearchConfig,
+    discount: float,
+    rng: np.random.Generator,
+    explore: bool,
+    device: torch.device,
+) -> ActResult:
+    """One batched search from the last slot of every history (all tasks' rows together).
+
+    ``root_legal [B, A]`` (discrete suites; rows in the order of ``histories``) is what each
+    root may play; nodes below the root may play anything their task has. Acting
+    (:func:`search_actions`) and reanalyse call this with the same contexts and get the same
+    search.
     """
     task_order = list(histories)
     latents, actions, valid, task_ids = [], [], [], []
@@ -167,7 +196,6 @@ def search_actions(
         )
     else:
         recurrent = TreeSearchModel(model, root, task_id, num_nodes=config.num_simulations + 1)
-        root_legal = _root_legal(layout, task_order, sizes, legal)
         search_root = Root(
             prior_logits=root.policy_logits.float().cpu().numpy(),
             value=root.value.float().cpu().numpy(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -60,13 +61,14 @@ class Collector:
         """Env copies restarted after raising or hanging, per task id."""
         return {t: b.crashes for t, b in self.envs.items()}
 
-    def step(self, model: WorldModel, task_ids: list[int]) -> dict[str, list]:
-        """One acting step for every copy of ``task_ids``; returns finished-episode stats and search stats."""
+    def step(self, model: WorldModel, task_ids: list[int], progress: float = 0.0) -> dict[str, list]:
+        """One acting step for every copy of ``task_ids`` after ``progress`` (0 to 1) of the
+        budget (it sets the collection temperature); returns finished-episode and search stats."""
         histories = {t: self.histories[t] for t in task_ids}
         legal = {t: self.envs[t].legal for t in task_ids}
-        result = search_actions(
-            model, self.layout, histories, self.config.search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal
-        )
+        search = self.config.search
+        search = replace(search, collect_temperature=search.temperature_at(progress))
+        result = search_actions(model, self.layout, histories, search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal)
         stats: dict[str, list] = {"episodes": [], "search": []}
         for tid in task_ids:
             out = result.outputs[tid]

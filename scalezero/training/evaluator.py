@@ -14,6 +14,17 @@ from scalezero.tasks import EnvBatch, SuiteLayout, Task
 from scalezero.training.acting import ContextHistory, search_actions
 
 
+NO_LIMIT_CAP = 100_000
+"""Evaluation cap for a task with no episode limit of its own when ``train.eval_max_steps`` is 0,
+so that a policy that never ends an episode cannot stall a run."""
+
+
+def eval_episode_cap(task: Task, eval_max_steps: int) -> int:
+    """Steps after which an evaluation episode is cut: ``eval_max_steps`` when set, else the
+    task's own limit (or :data:`NO_LIMIT_CAP` for a task without one)."""
+    return eval_max_steps or task.spec.max_episode_steps or NO_LIMIT_CAP
+
+
 def evaluate(
     model: WorldModel,
     tasks: list[Task],
@@ -29,7 +40,8 @@ def evaluate(
 
     Returns task id -> ``{"return_mean", "return_std", "length_mean", "episodes"}``, plus
     ``"success_rate"`` for tasks with a success metric.
-    Episodes longer than ``train.eval_max_steps`` are cut there (counted as they stand).
+    Episodes run to the task's own end, or are cut at ``train.eval_max_steps`` when that is
+    set (counted as they stand).
     ``on_episode(finished, total)`` is called as episodes finish (e.g. to drive a progress bar).
     """
     train = config.train
@@ -38,7 +50,7 @@ def evaluate(
     seed = (train.seed + 1) * 1_000_003 if seed is None else seed
     envs = {
         t: EnvBatch(
-            tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=train.eval_max_steps, step_timeout_s=train.env_step_timeout_s, evaluation=True
+            tasks[t], episodes, seed=seed + 1_000 * t, max_episode_steps=eval_episode_cap(tasks[t], train.eval_max_steps), step_timeout_s=train.env_step_timeout_s, evaluation=True
         )
         for t in task_ids
     }

@@ -1,7 +1,9 @@
 """The learner: sample balanced windows, compute targets, the UniZero losses, one AdamW step.
 
 One update, in order:
-  1. sample ``batch_size`` windows of ``K + n + 1`` entries from each task's replay;
+  1. sample ``batch_size`` windows of ``K + n + 1`` entries from each task's replay (with
+     ``replay.reanalyse_fraction``, some get fresh policy targets from a search of the
+     target network: ``reanalyse.py``);
   2. the target network encodes every observation of the windows and runs the sequence:
      its latents are the next-latent targets, its values the n-step bootstrap values;
   3. the online network encodes the first ``K + 1`` observations and runs the same
@@ -14,6 +16,7 @@ One update, in order:
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,7 @@ from scalezero.tasks import SuiteLayout
 from scalezero.training.clustering import recluster
 from scalezero.training.conflict import gradient_conflict
 from scalezero.training.distributed import all_true, combine_gradients
+from scalezero.training.reanalyse import reanalyse
 
 
 @dataclass
@@ -36,6 +40,9 @@ class Batch:
     """Windows of several tasks stacked along the batch axis (rows of one task are contiguous)."""
 
     windows: dict[int, Window]
+    fresh_values: dict[int, np.ndarray] | None = None
+    """Reanalyse with ``replay.reanalyse_values``: task id -> ``[B, L]`` root values of fresh
+    searches (NaN where none ran), used as n-step bootstraps instead of the target network's."""
 
     @property
     def task_ids(self) -> list[int]:
@@ -73,7 +80,9 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     for p in model.parameters():
         (decay if p.ndim >= 2 and id(p) not in embedding_params else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    # foreach: one fused kernel per group instead of a Python loop over ~100 small tensors (torch's
+    # default on CPU is the loop).
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=True)
 
 
 def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, row_slot: torch.Tensor, num_tasks: int) -> torch.Tensor:
@@ -140,12 +149,23 @@ class Learner:
         """Latest task clustering (task id -> cluster), when ``train.cluster_every`` is on."""
         self.updates = 0
         self.rng = np.random.default_rng(config.train.seed + 29)
+        self.reanalyse_s = 0.0
+        """Wall seconds of the last batch's reanalyse search (0 without reanalyse)."""
 
     def sample(self, replays: dict[int, TaskReplay], task_ids: list[int]) -> Batch:
         """Draw each listed task's windows from its own replay: ``train.batch_size`` per task
-        (balanced), or the task's own ``batch_size`` where its suite entry sets one."""
-        length = self.config.replay.unroll_steps + self.config.replay.td_steps + 1
-        return Batch({t: replays[t].sample(self.batch_sizes[t], length, self.rng) for t in task_ids})
+        (balanced), or the task's own ``batch_size`` where its suite entry sets one. With
+        ``replay.reanalyse_fraction`` some windows get fresh targets from the target network."""
+        replay = self.config.replay
+        length = replay.unroll_steps + replay.td_steps + 1
+        context = self.config.train.context_steps if replay.reanalyse_fraction > 0 else 0
+        windows = {t: replays[t].sample(self.batch_sizes[t], length, self.rng, context=context) for t in task_ids}
+        if not context:
+            return Batch(windows)
+        start = time.perf_counter()
+        fresh = reanalyse(self.target, self.layout, windows, self.config, self.rng, self.device)
+        self.reanalyse_s = time.perf_counter() - start
+        return Batch(windows, fresh)
 
     def _encode(self, net: WorldModel, batch: Batch, positions: int) -> torch.Tensor:
         """Encode the first ``positions`` observations of every window -> ``[N, positions, D]``."""
@@ -181,6 +201,9 @@ class Learner:
             target_latents = self._encode(self.target, batch, length)
             target_out = self.target.forward_sequence(target_latents, actions, task_ids)
             bootstrap = self.target.value_support.logits_to_scalar(target_out.value_logits).cpu().numpy()
+        if batch.fresh_values is not None:
+            fresh = np.concatenate([batch.fresh_values[t] for t in batch.task_ids])
+            bootstrap = np.where(np.isnan(fresh), bootstrap, fresh)
         value_target, value_mask = nstep_value_targets(rewards, is_step, is_obs, terminal, bootstrap, train.discount, n, K + 1)
 
         # 3. Online forward over K+1 steps (teacher forcing on encoded observations).
@@ -190,7 +213,7 @@ class Learner:
         # 4. Losses per position [N, K+1], masked and averaged per task.
         step_mask = torch.as_tensor(is_step[:, : K + 1], device=dev, dtype=torch.float32)
         next_mask = step_mask * torch.as_tensor(is_obs[:, 1 : K + 2], device=dev, dtype=torch.float32)
-        latent_loss = (out.next_latent - target_latents[:, 1 : K + 2]).pow(2).sum(-1)
+        latent_loss = self.latent_error(out.next_latent, target_latents[:, 1 : K + 2])
         reward_target = self.model.reward_support.scalar_to_two_hot(torch.as_tensor(rewards[:, : K + 1], device=dev))
         reward_loss = soft_cross_entropy(out.reward_logits, reward_target)
         value_two_hot = self.model.value_support.scalar_to_two_hot(torch.as_tensor(value_target, device=dev))
@@ -224,6 +247,12 @@ class Learner:
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
             total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
         return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask)
+
+    def latent_error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[..., D] -> [...]`` next-latent squared error on a scale near 1 for either latent
+        norm: summed over SimNorm features, averaged over LayerNorm ones (``model.latent_norm``)."""
+        squared = (predicted - target).pow(2)
+        return squared.mean(-1) if self.config.model.latent_norm == "layernorm" else squared.sum(-1)
 
     def _policy_loss(self, batch: Batch, policy_logits: torch.Tensor, task_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy cross-entropy against the search targets and the policy's entropy, ``[N, K+1]``.
@@ -310,6 +339,8 @@ class Learner:
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         metrics["loss/total"] = float(total.detach())
         metrics["grad_norm"] = float(grad_norm)
+        if self.config.replay.reanalyse_fraction > 0:
+            metrics["time/reanalyse_s"] = self.reanalyse_s
         metrics["value_target_mean"] = float(value_target[value_mask].mean()) if value_mask.any() else 0.0
         for i, t in enumerate(batch.task_ids):
             for k, v in per_task.items():
@@ -326,7 +357,7 @@ class Learner:
         train = self.config.train
         if self.distributed:
             combine_gradients(self.model, self.grad_weight)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip, foreach=True)
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             return None
@@ -344,7 +375,6 @@ class Learner:
 
     @torch.no_grad()
     def _update_target(self, tau: float) -> None:
-        for tp, p in zip(self.target.parameters(), self.model.parameters()):
-            tp.lerp_(p, tau)
+        torch._foreach_lerp_(list(self.target.parameters()), list(self.model.parameters()), tau)
         for tb, b in zip(self.target.buffers(), self.model.buffers()):
             tb.copy_(b)

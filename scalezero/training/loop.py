@@ -75,7 +75,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> WorldModel:
-    return WorldModel(config.model, layout).to(device)
+    return WorldModel(config.resolved_model(), layout).to(device)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -179,7 +179,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
-            stats = collector.step(model, active) if active else {"episodes": [], "search": []}
+            stats = collector.step(model, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
             gained, count = sync.sum([sum(steps_of(t) for t in active) - before, len(active)])
             loop.clock += gained / max(count, 1)
             for tid, ret, length in stats["episodes"]:
@@ -224,8 +224,10 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             progress_steps = int(loop.clock)
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
+                eval_start = time.perf_counter()
                 loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
-                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]))
+                now = time.perf_counter()
+                logger.evaluation(progress_steps, learner.updates, now - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=now - eval_start)
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
                     log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
@@ -318,7 +320,7 @@ def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, confi
 def _kept_in_metrics_json(key: str) -> bool:
     """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
     per_task = key.startswith("task") and ("/loss/" in key or key.endswith(("/loss_weight", "/cluster")) or "/moe/" in key)
-    return per_task or key.startswith(("loss/", "dps/")) or key == "grad_norm"
+    return per_task or key.startswith(("loss/", "dps/", "time/")) or key == "grad_norm"
 
 
 def _next_multiple(value: int, every: int) -> int:
