@@ -64,13 +64,13 @@ def test_target_and_search_attend_only_over_trained_spans(monkeypatch, overrides
     learner = Learner(model, layout, config, device)
     recorder = SpanRecorder()
     monkeypatch.setattr(transformer, "attention_mask", recorder.wrap(transformer.attention_mask))
-    target_forward = learner.target.forward_sequence
+    target_values = learner.target.sequence_values
 
     def target_sequence(*args, **kwargs):
         with recorder.during("target"):
-            return target_forward(*args, **kwargs)
+            return target_values(*args, **kwargs)
 
-    learner.target.forward_sequence = target_sequence
+    learner.target.sequence_values = target_sequence
     with recorder.during("search"):
         for _ in range(30):
             collector.step(model, [0])

@@ -132,6 +132,9 @@ def test_left_padding_does_not_change_valid_steps():
             for name in ("value_logits", "policy_logits", "reward_logits", "next_latent"):
                 assert_close(getattr(padded, name)[row, p:], getattr(alone, name)[0])
             assert torch.isfinite(padded.value_logits[row]).all()
+        # The bootstrap path computes the same values without the other heads.
+        values = model.sequence_values(latents, actions, task_ids, step_valid)
+        assert_close(values, model.value_support.logits_to_scalar(padded.value_logits))
 
 
 def test_mixed_layout_builds_and_masks_illegal_actions():

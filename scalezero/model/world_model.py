@@ -12,8 +12,9 @@ and their "policy logits" are the parameters of a squashed Gaussian
 (:class:`~scalezero.model.policy.SquashedGaussian`, ``[..., 2 * action_dim]``), from which the
 search samples the actions it considers.
 
-Three entry points share the same transformer:
+Four entry points share the same transformer:
 - :meth:`WorldModel.forward_sequence`: teacher forcing over whole windows (training).
+- :meth:`WorldModel.sequence_values`: the values of whole windows only (bootstrap targets).
 - :meth:`WorldModel.initial_inference`: the search root from a context of past steps,
   returning the KV cache of the context.
 - :meth:`WorldModel.recurrent_inference`: one imagined step (action token, then the
@@ -266,15 +267,8 @@ class WorldModel(nn.Module):
             task_ids: ``[B]`` long.
             step_valid: ``[B, T]`` bool, False for left-padding steps; None = all valid.
         """
-        b, t, _ = latents.shape
-        if step_valid is None:
-            step_valid = torch.ones(b, t, dtype=torch.bool, device=latents.device)
-        tokens = self._step_tokens(latents, actions, task_ids)
-        positions, valid = self._step_positions(step_valid)
         router: list[RouterInfo] = []
-        y, _ = self.transformer(tokens, positions, valid, router_info=router, expert_mask=self._experts_for(task_ids))
-        y = y.view(b, t, 2, -1)
-        y_latent, y_action = y[:, :, 0], y[:, :, 1]
+        y_latent, y_action = self._sequence(latents, actions, task_ids, step_valid, router)
         return SequenceOutput(
             value_logits=self.heads.value(y_latent),
             policy_logits=self.mask_policy(self.heads.policy(y_latent), task_ids),
@@ -282,6 +276,25 @@ class WorldModel(nn.Module):
             next_latent=self.heads.next_latent(y_action),
             router=router,
         )
+
+    def sequence_values(self, latents: Tensor, actions: Tensor, task_ids: Tensor, step_valid: Tensor | None = None) -> Tensor:
+        """Scalar values ``[B, T]`` at every latent token of the windows (arguments as in
+        :meth:`forward_sequence`): what bootstrapping needs, without the other heads."""
+        y_latent, _ = self._sequence(latents, actions, task_ids, step_valid, None)
+        return self.value_support.logits_to_scalar(self.heads.value(y_latent))
+
+    def _sequence(
+        self, latents: Tensor, actions: Tensor, task_ids: Tensor, step_valid: Tensor | None, router: list[RouterInfo] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Transformer outputs ``[B, T, D]`` at the latent tokens and at the action tokens."""
+        b, t, _ = latents.shape
+        if step_valid is None:
+            step_valid = torch.ones(b, t, dtype=torch.bool, device=latents.device)
+        tokens = self._step_tokens(latents, actions, task_ids)
+        positions, valid = self._step_positions(step_valid)
+        y, _ = self.transformer(tokens, positions, valid, router_info=router, expert_mask=self._experts_for(task_ids))
+        y = y.view(b, t, 2, -1)
+        return y[:, :, 0], y[:, :, 1]
 
     def initial_inference(
         self,

@@ -199,8 +199,7 @@ class Learner:
         # 2. Targets from the target network (no gradient).
         with torch.no_grad():
             target_latents = self._encode(self.target, batch, length)
-            target_out = self.target.forward_sequence(target_latents, actions, task_ids)
-            bootstrap = self.target.value_support.logits_to_scalar(target_out.value_logits).cpu().numpy()
+            bootstrap = self.target.sequence_values(target_latents, actions, task_ids).cpu().numpy()
         if batch.fresh_values is not None:
             fresh = np.concatenate([batch.fresh_values[t] for t in batch.task_ids])
             bootstrap = np.where(np.isnan(fresh), bootstrap, fresh)
