@@ -23,7 +23,6 @@ the Markdown table for BENCHMARKS.md. Runs archived in ``benchmarks/results/runs
 
 from __future__ import annotations
 
-import argparse
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, conflict_summary, merge, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
+from common import ARCHIVE, conflict_summary, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -208,12 +207,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
-    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared with multitask.py and dps.py)")
-    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    parser = minatar_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=list(variants(None)), help="train (and archive) only these variants; no summary")
     args = parser.parse_args()
     out = Path(args.out)

@@ -166,13 +166,16 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--lightzero", nargs="*", default=[], help="LightZero records (unizero_cartpole_seed<s>_*.json)")
     parser.add_argument("--lightzero-settings", action="store_true", help="also train ours at LightZero's CartPole settings")
+    parser.add_argument("--only", nargs="+", choices=["ours", "ours-lz-settings"], help="train (and archive) only these agents; no summary")
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/cartpole_vs_lightzero"))
     args = parser.parse_args()
 
-    suites = variants(args.steps, args.eval_every, args.lightzero_settings)
-    jobs = [(name, suite, seed) for name, suite in suites.items() for seed in args.seeds]
+    suites = variants(args.steps, args.eval_every, args.lightzero_settings or "ours-lz-settings" in (args.only or []))
+    jobs = [(name, suite, seed) for name, suite in suites.items() for seed in args.seeds if not args.only or name in args.only]
     metrics = run_all(jobs, args.out, args.parallel, "cartpole vs lightzero", archive=ARCHIVE)
+    if args.only:
+        return
     ours = {name: {seed: our_curve(m) for seed, m in zip(args.seeds, metrics[name])} for name in suites}
     lightzero = {}
     for path in args.lightzero:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import math
 import os
@@ -227,6 +229,18 @@ def returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
     for row in metrics["eval"]:
         by_step.setdefault(row["env_steps"], {})[row["task"]] = row["return_mean"]
     return dict(sorted(by_step.items()))
+
+
+def minatar_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every MinAtar training benchmark takes: seeds, runs at a time, env steps
+    per game, the shared run directory and the smoke switch; each script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one torch thread each)")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
+    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared by the MinAtar benchmarks)")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    return parser
 
 
 def minatar_suite(moe: bool, steps: int | None = None) -> dict:
