@@ -37,8 +37,8 @@ def _train(args: argparse.Namespace) -> int:
     from scalezero.training.loop import TrainingInterrupted, train
 
     if args.resume:
-        if args.suite or args.task:
-            raise ConfigError("--resume DIR continues a run with its own config; do not also give --suite or --task")
+        if args.suite or args.task or args.set:
+            raise ConfigError("--resume DIR continues a run with its own config; do not also give --suite, --task or --set")
         run = Path(args.resume)
         if not (run / "config.yaml").exists():
             raise ConfigError(f"{run} is not a run directory (no config.yaml)")
@@ -56,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if overrides:
         config = with_overrides(config, "train", **overrides)
+    for section, values in _parse_sets(args.set or []).items():
+        config = with_overrides(config, section, **values)
     if args.resume:
         out = Path(args.resume)
     else:
@@ -70,6 +72,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(items: list[str]) -> dict[str, dict]:
+    """``section.key=value`` strings -> {section: {key: value}}; values are read as YAML
+    (``0.5``, ``true``, ``[a, b]``), so they reach the config with their types; ``2e-4``, a
+    string to YAML 1.1, is read as the number it looks like."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot or not section or not key or "." in key:
+            raise ConfigError(f"--set {item!r} is not allowed; expected section.key=value, e.g. train.replay_ratio=0.5")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc.problem})") from None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out.setdefault(section, {})[key] = value
+    return out
+
+
 def _launch(args: argparse.Namespace, out: Path) -> int:
     """Start ``args.nproc`` local processes of this same command through torch.distributed.run."""
     argv = ["train", "--out", str(out)] if not args.resume else ["train", "--resume", str(out)]
@@ -77,6 +104,8 @@ def _launch(args: argparse.Namespace, out: Path) -> int:
         value = getattr(args, flag)
         if value is not None and not (flag in ("suite", "task") and args.resume):
             argv += [f"--{flag}", str(value)]
+    if args.set:
+        argv += ["--set", *args.set]
     if args.quiet:
         argv.append("--quiet")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", "-m", "scalezero.cli", *argv]
@@ -160,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
     t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="overrides train.device")
+    t.add_argument("--set", nargs="+", metavar="SECTION.KEY=VALUE", help="override any config field, e.g. --set train.replay_ratio=0.5 search.algorithm=gumbel")
     t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
     t.add_argument("--nproc", type=int, default=1, help="processes on this machine (tasks are split between them; gloo on CPU, NCCL on GPU)")
     t.set_defaults(func=_train)

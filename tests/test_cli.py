@@ -32,6 +32,10 @@ TINY = {
         (["train", "--suite", "atari999"], "unknown suite 'atari999'; did you mean atari8"),
         (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME, --task NAME or --resume DIR"),
         (["train", "--task", "cartpole", "--steps", "0"], "train.env_steps = 0 is not allowed"),
+        (["train", "--task", "cartpole", "--set", "train.replay_ratio"], "expected section.key=value"),
+        (["train", "--task", "cartpole", "--set", "train.replay_rato=1"], "unknown key(s) ['replay_rato'] in train"),
+        (["train", "--task", "cartpole", "--set", "serch.algorithm=gumbel"], "unknown config section 'serch'"),
+        (["train", "--task", "cartpole", "--set", "search.algorithm=alpha"], "search.algorithm = 'alpha' is not allowed"),
         (["eval", "--run", "/nonexistent/run"], "is not a run directory"),
         (["tasks", "--family", "atar"], "unknown family 'atar'; families: atari, classic, dmc, minatar, mw, text"),
     ],
@@ -58,7 +62,10 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(yaml.safe_dump(TINY))
     run = tmp_path / "run"
-    assert main(["train", "--suite", str(suite), "--out", str(run), "--seed", "3", "--quiet"]) == 0
+    argv = ["train", "--suite", str(suite), "--out", str(run), "--seed", "3", "--set", "search.num_simulations=3", "train.lr=2e-4", "--quiet"]
+    assert main(argv) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["search"]["num_simulations"] == 3 and saved["train"]["lr"] == 2e-4 and saved["train"]["seed"] == 3
     for name in ("config.yaml", "eval.csv", "metrics.json", "report.md", "learning_curves.png"):
         assert (run / name).exists(), name
     assert (run / "learning_curves.png").stat().st_size > 1000
