@@ -78,6 +78,27 @@ def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> Wo
     return WorldModel(config.resolved_model(), layout).to(device)
 
 
+class PhaseClock:
+    """Seconds this process spends in each phase of the loop, so a slow run says where its time
+    goes (``metrics.json`` summary ``phase_s``; a resumed run counts from its resume)."""
+
+    PHASES = ("collect", "sample", "update", "evaluate", "checkpoint")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - begin
+
+    def summary(self) -> dict[str, float]:
+        return {phase: round(value, 2) for phase, value in self.seconds.items()}
+
+
 class TrainingInterrupted(RuntimeError):
     """SIGINT/SIGTERM stopped training after a final checkpoint (``checkpoint`` is its path)."""
 
@@ -149,6 +170,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         loop = LoopState(next_eval=train_cfg.eval_every, next_ckpt=train_cfg.checkpoint_every, recent_returns={t: [] for t in all_ids})
     budget = train_cfg.env_steps
     start = time.perf_counter() - loop.wall_before
+    phases = PhaseClock()
     metrics: dict[str, float] = {}
     nonfinite_in_a_row = 0
 
@@ -179,7 +201,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
-            stats = collector.step(model, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
+            with phases("collect"):
+                stats = collector.step(model, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
             gained, count = sync.sum([sum(steps_of(t) for t in active) - before, len(active)])
             loop.clock += gained / max(count, 1)
             for tid, ret, length in stats["episodes"]:
@@ -196,9 +219,13 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                 owed = int(train_cfg.replay_ratio * (loop.clock - train_cfg.learning_starts)) - learner.updates
                 for _ in range(max(0, owed)):
                     if local_ids:
-                        metrics = learner.update(learner.sample(collector.replays, local_ids))
+                        with phases("sample"):
+                            batch = learner.sample(collector.replays, local_ids)
+                        with phases("update"):
+                            metrics = learner.update(batch)
                     else:  # every task of this rank is solved: join the step with zero gradients
-                        metrics = learner.idle_update()
+                        with phases("update"):
+                            metrics = learner.idle_update()
                     if "nonfinite" in metrics:  # skipped; too many in a row: back to the last checkpoint
                         loop.nonfinite_skipped += 1
                         nonfinite_in_a_row += 1
@@ -225,7 +252,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
                 eval_start = time.perf_counter()
-                loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
+                with phases("evaluate"):
+                    loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
                 now = time.perf_counter()
                 logger.evaluation(progress_steps, learner.updates, now - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=now - eval_start)
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
@@ -233,7 +261,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                     log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
             if progress_steps >= loop.next_ckpt or finished:
                 loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
-                checkpoint_now()
+                with phases("checkpoint"):
+                    checkpoint_now()
             if sync.any(stop["stop"]) and not finished:
                 raise TrainingInterrupted(checkpoint_now())
             stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
@@ -253,6 +282,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         "wall_s": round(wall, 2),
         "env_steps_per_s": round(total_steps / wall, 2),
         "updates_per_s": round(learner.updates / wall, 3),
+        "phase_s": phases.summary(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "parameter_breakdown": model.parameter_breakdown(),
         "final_eval": {names[t]: loop.latest_eval.get(t, {}) for t in all_ids},
