@@ -177,3 +177,48 @@ def test_ablations_cluster_history_and_table_by_hand():
     table = ablations.markdown_table(result)
     assert "| final clusters per seed | breakout+freeway / seaquest (2 clusterings, 1 changes) |" in table
     assert "| loss/value, last 10 logged updates | 0.300 (0.300) |" in table
+
+
+def test_cartpole_comparison_scores_first_solve_hold_and_wall_ratio():
+    import cartpole_vs_lightzero as cp
+
+    def curve(points):  # (env steps, wall seconds, mean return)
+        return [{"env_steps": s, "wall_s": w, "train_wall_s": w / 2, "return_mean": r} for s, w, r in points]
+
+    ours = {
+        0: curve([(1000, 10, 50), (2000, 20, 196), (3000, 30, 189), (4000, 40, 200)]),
+        1: curve([(1000, 10, 195), (2000, 20, 200)]),
+        2: curve([(1000, 10, 20), (5000, 50, 199)]),
+    }
+    lightzero = {0: curve([(3000, 90, 200)]), 1: curve([(3000, 60, 100)]), 2: curve([(2000, 30, 197)])}
+    result = cp.summarise({"ours": ours}, lightzero)
+    seed0 = result["per_seed"]["ours"][0]
+    assert (seed0["first_solved_env_steps"], seed0["min_after_first"], seed0["held_190"]) == (2000, 189, False)
+    assert result["per_seed"]["ours"][1]["held_190"] and not result["per_seed"]["ours"][2]["solved_by_4000"]
+    targets = result["targets"]
+    assert not targets["ours"]["solved_by_4000_every_seed"] and not targets["ours"]["held_190_every_seed"]
+    # Medians over seeds, a seed that never solved counting as slowest: ours 20 s, LightZero 90 s.
+    assert targets["ours"]["median_wall_to_195_s"] == 20 and targets["lightzero"]["median_wall_to_195_s"] == 90
+    assert targets["ours"]["wall_ratio_to_lightzero"] == round(20 / 90, 3)
+
+
+def test_minatar_single_scores_policy_loss_against_log_actions():
+    import math
+
+    import minatar_single
+
+    def run(game, ret, losses):
+        return {"summary": {"final_eval": {game: {"return_mean": ret}}, "wall_s": 5.0}, "eval": [], "train": [{"loss/policy": x} for x in losses]}
+
+    runs = {
+        "single-breakout": [run("minatar-breakout", 12.0, [1.0] * 9 + [0.7]), run("minatar-breakout", 10.0, [0.8] * 10)],
+        "single-freeway": [run("minatar-freeway", 9.0, [0.5]), run("minatar-freeway", 12.0, [0.5])],
+    }
+    result = minatar_single.summarise(runs)
+    breakout, freeway = result["games"]["minatar-breakout"], result["games"]["minatar-freeway"]
+    assert breakout["return_target"] == 2 * minatar_single.BEFORE["minatar-breakout"] and freeway["return_target"] == 10.0
+    assert breakout["policy_loss"] == [0.7, 0.8]  # the last tenth of the logged points
+    assert breakout["policy_loss_over_log_actions"][1] == pytest.approx(0.8 / math.log(3))
+    # 0.8 / log 3 = 0.73 and 0.5 / log 3 = 0.46: every game within 0.75 log|A|.
+    assert result["targets"]["policy_loss_at_most_0.75_log_actions"]
+    assert result["targets"]["returns_at_least_target"] == {"minatar-breakout": True, "minatar-freeway": True}

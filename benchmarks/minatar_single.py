@@ -1,0 +1,141 @@
+"""MinAtar single-task: one agent per game, the shipped ``minatar`` model size, full-length
+evaluation episodes; how sharp the search targets are and how much each game learns.
+
+    python benchmarks/minatar_single.py --seeds 0 1 --parallel 2      # hours on 2 CPU cores
+    python benchmarks/minatar_single.py --smoke --out /tmp/ms_smoke   # tiny settings, minutes
+
+Each game trains alone for ``--steps`` env steps (the minatar suite's settings with one task),
+evaluated on 32 greedy episodes that run to the game's own end. Reports per game: the final
+return (mean over seeds, and each seed), the final policy loss against ``log |A|`` (a policy
+loss near ``log |A|`` means the search targets were nearly uniform), and the targets: policy loss
+at most 0.75 log|A| on every game, every return at least twice the earlier single-task figure
+(``BEFORE``), freeway at least 10. Runs are archived like the other MinAtar benchmarks.
+Writes ``benchmarks/results/minatar_single.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ARCHIVE, merge, minatar_parser, minatar_suite, run_all, save_outputs
+
+#: Single-task final returns at 20,000 env steps before this benchmark's learner changes
+#: (BENCHMARKS.md, "MinAtar: single-task vs dense vs MoE multi-task", mean of 2 seeds, commit
+#: fbdc94e; evaluation capped at 1,000 steps).
+BEFORE = {
+    "minatar-breakout": 5.09,
+    "minatar-asterix": 0.58,
+    "minatar-freeway": 0.06,
+    "minatar-seaquest": 0.59,
+    "minatar-space_invaders": 7.34,
+}
+FREEWAY_TARGET = 10.0
+POLICY_LOSS_FRACTION = 0.75
+SMOKE = {
+    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "search": {"num_simulations": 4},
+    "train": {"env_steps": 160, "learning_starts": 80, "eval_every": 160, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 160},
+}
+
+
+def variants(steps: int | None, smoke: bool = False) -> dict[str, dict]:
+    """``single-<game>`` -> a suite of that game alone (no conflict diagnostic: one task)."""
+    base = merge(minatar_suite(moe=False, steps=steps), {"train": {"conflict_every": 0}})
+    if smoke:
+        base = merge(base, SMOKE)
+    return {f"single-{t['name'].removeprefix('minatar-')}": {**base, "tasks": [t]} for t in base["tasks"]}
+
+
+def final_policy_loss(metrics: dict, tail: float = 0.1) -> float:
+    """Mean policy loss over the last ``tail`` of the logged training points."""
+    values = [r["loss/policy"] for r in metrics["train"] if "loss/policy" in r]
+    if not values:
+        return math.nan
+    return float(np.mean(values[-max(1, int(len(values) * tail)) :]))
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    from scalezero.tasks import get_task
+
+    games = {}
+    for name, seeds in runs.items():
+        game = next(iter(seeds[0]["summary"]["final_eval"]))
+        actions = get_task(game).spec.num_actions
+        returns = [m["summary"]["final_eval"][game]["return_mean"] for m in seeds]
+        losses = [final_policy_loss(m) for m in seeds]
+        target = FREEWAY_TARGET if game == "minatar-freeway" else 2 * BEFORE[game]
+        games[game] = {
+            "returns": returns,
+            "return_mean": float(np.mean(returns)),
+            "before": BEFORE[game],
+            "return_target": target,
+            "policy_loss": losses,
+            "log_actions": math.log(actions),
+            "policy_loss_over_log_actions": [x / math.log(actions) for x in losses],
+            "wall_s": [m["summary"]["wall_s"] for m in seeds],
+            "curve": [[(r["env_steps"], r["return_mean"]) for r in m["eval"]] for m in seeds],
+        }
+    return {
+        "games": games,
+        "targets": {
+            "policy_loss_at_most_0.75_log_actions": all(max(g["policy_loss_over_log_actions"]) <= POLICY_LOSS_FRACTION for g in games.values()),
+            "returns_at_least_target": {game: g["return_mean"] >= g["return_target"] for game, g in games.items()},
+        },
+    }
+
+
+def markdown_table(result: dict) -> str:
+    lines = [
+        "| game | before (2 seeds) | now: mean (seeds) | target | policy loss / log\\|A\\| (seeds) | wall per run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for game, g in result["games"].items():
+        seeds = ", ".join(f"{x:.2f}" for x in g["returns"])
+        ratio = ", ".join(f"{x:.2f}" for x in g["policy_loss_over_log_actions"])
+        walls = " / ".join(f"{w:,.0f}" for w in g["wall_s"])
+        lines.append(f"| {game.removeprefix('minatar-')} | {g['before']:.2f} | **{g['return_mean']:.2f}** ({seeds}) | >= {g['return_target']:.2f} | {ratio} | {walls} s |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = result["games"]
+    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
+    for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
+        for seed, curve in enumerate(g["curve"]):
+            ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
+        ax.axhline(g["before"], color="grey", ls=":", lw=1, label="before")
+        ax.axhline(g["return_target"], color="black", ls="--", lw=0.8, label="target")
+        ax.set_title(game.removeprefix("minatar-"), fontsize=11)
+        ax.set_xlabel("env steps", fontsize=10)
+        ax.set_ylabel("greedy return (32 full episodes)", fontsize=10)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = minatar_parser(__doc__)
+    args = parser.parse_args()
+    table = variants(None if args.smoke else args.steps, smoke=args.smoke)
+    jobs = [(name, suite, seed) for name, suite in table.items() for seed in args.seeds]
+    runs = run_all(jobs, Path(args.out), args.parallel, "minatar single-task", archive=None if args.smoke else ARCHIVE)
+    result = summarise(runs)
+    path = save_outputs("minatar_single", result, plot, smoke_dir=Path(args.out) if args.smoke else None)
+    print(markdown_table(result))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
