@@ -75,7 +75,7 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     assert summary["updates"] > 0
     phases = summary["phase_s"]
     assert set(phases) == {"collect", "sample", "update", "evaluate", "checkpoint"} and min(phases.values()) > 0
-    assert sum(phases.values()) <= summary["wall_s"]
+    assert sum(phases.values()) <= summary["wall_s"] + 0.005 * (len(phases) + 1)  # each figure rounded to 0.01 s
     assert {row["env_steps"] for row in metrics["eval"]} == {48, 96}
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert ckpts == ["ckpt_48", "ckpt_96"]
