@@ -141,10 +141,11 @@ def test_dps_settings_keep_their_runs_and_targets():
     table = dps.variants(20_000)
     # A changed configuration trains new runs under new names: these pin the settings. (Runs archived
     # before MinAtar evaluations ran to the games' own end, capped at 1,000 steps, are moe-08029611,
-    # moe-dps-a683898e and moe-dps-tuned-8a63c3f9.)
-    assert common.run_path(Path("runs"), "moe", table["moe"], 1).name == "moe-56c8bb17-s1"
-    assert common.run_path(Path("runs"), "moe-dps", table["moe-dps"], 1).name == "moe-dps-b9dfbee0-s1"
-    assert common.run_path(Path("runs"), "moe-dps-tuned", table["moe-dps-tuned"], 1).name == "moe-dps-tuned-e2fb3374-s1"
+    # moe-dps-a683898e and moe-dps-tuned-8a63c3f9; those of the pUCT root, before the minatar suite
+    # took the Gumbel root, are moe-56c8bb17, moe-dps-b9dfbee0 and moe-dps-tuned-e2fb3374.)
+    assert common.run_path(Path("runs"), "moe", table["moe"], 1).name == "moe-f7fb888f-s1"
+    assert common.run_path(Path("runs"), "moe-dps", table["moe-dps"], 1).name == "moe-dps-be1900cc-s1"
+    assert common.run_path(Path("runs"), "moe-dps-tuned", table["moe-dps-tuned"], 1).name == "moe-dps-tuned-100d5367-s1"
     assert table["moe-dps-reopen"]["dps"] == {**table["moe-dps-tuned"]["dps"], "reopen_below": 0.5}
     tuned = {t["name"]: t["target_return"] for t in table["moe-dps-tuned"]["tasks"]}
     for game, (low, target) in dps.targets(0.75).items():
