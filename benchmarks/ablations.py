@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, conflict_summary, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
+from common import ARCHIVE, conflict_summary, late_losses, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
 
 SMOKE = {
     "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
@@ -62,13 +62,6 @@ def cluster_history(metrics: dict) -> list[tuple[int, list[list[str]]]]:
                 groups.setdefault(c, []).append(games[t])
             history.append((int(row["updates"]), sorted(groups.values())))
     return history
-
-
-def _late_losses(metrics: dict, last: int = 10) -> dict[str, float]:
-    """Each loss term averaged over the last ``last`` logged training rows (unweighted terms)."""
-    rows = [r for r in metrics["train"] if "loss/total" in r][-last:]
-    keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
-    return {k.removeprefix("loss/"): float(np.mean([r[k] for r in rows if k in r])) for k in keys}
 
 
 def capped_mean(returns: dict[str, float]) -> float:
@@ -104,7 +97,7 @@ def summarise(all_runs: dict[str, list[dict]]) -> dict:
             "wall_s": [m["summary"]["wall_s"] for m in runs],
             "clusters": [m["summary"].get("clusters") for m in runs],
             "cluster_history": [cluster_history(m) for m in runs],
-            "late_losses": [_late_losses(m) for m in runs],
+            "late_losses": [late_losses(m, last=10) for m in runs],
             "conflict": [conflict_summary(m["train"]) for m in runs],
             "normalised_curves": [normalised_curve(m) for m in runs],
             "curves": [[(r["env_steps"], r["task"], r["return_mean"]) for r in m["eval"]] for m in runs],

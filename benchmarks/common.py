@@ -223,6 +223,16 @@ def conflict_summary(train_rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def late_losses(metrics: dict, last: int | None = None, tail: float = 0.1) -> dict[str, float]:
+    """Each loss term (unweighted) averaged over the end of training: the last ``last`` logged
+    training rows, or the last ``tail`` fraction of them when ``last`` is None. NaN-free: a term
+    absent from every row is absent from the result."""
+    rows = [r for r in metrics["train"] if any(k.startswith("loss/") for k in r)]
+    rows = rows[-(last if last is not None else max(1, int(len(rows) * tail))) :] if rows else []
+    keys = sorted({k for r in rows for k in r if k.startswith("loss/")})
+    return {k.removeprefix("loss/"): float(sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r)) for k in keys}
+
+
 def returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
     """Env steps per game at each evaluation -> game -> mean evaluation return."""
     by_step: dict[int, dict[str, float]] = {}

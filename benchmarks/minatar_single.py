@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, merge, minatar_parser, minatar_suite, run_all, save_outputs
+from common import ARCHIVE, late_losses, merge, minatar_parser, minatar_suite, run_all, save_outputs
 
 #: Single-task final returns at 20,000 env steps before this benchmark's learner changes
 #: (BENCHMARKS.md, "MinAtar: single-task vs dense vs MoE multi-task", mean of 2 seeds, commit
@@ -51,14 +51,6 @@ def variants(steps: int | None, smoke: bool = False) -> dict[str, dict]:
     return {f"single-{t['name'].removeprefix('minatar-')}": {**base, "tasks": [t]} for t in base["tasks"]}
 
 
-def final_policy_loss(metrics: dict, tail: float = 0.1) -> float:
-    """Mean policy loss over the last ``tail`` of the logged training points."""
-    values = [r["loss/policy"] for r in metrics["train"] if "loss/policy" in r]
-    if not values:
-        return math.nan
-    return float(np.mean(values[-max(1, int(len(values) * tail)) :]))
-
-
 def summarise(runs: dict[str, list[dict]]) -> dict:
     from scalezero.tasks import get_task
 
@@ -67,7 +59,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
         game = next(iter(seeds[0]["summary"]["final_eval"]))
         actions = get_task(game).spec.num_actions
         returns = [m["summary"]["final_eval"][game]["return_mean"] for m in seeds]
-        losses = [final_policy_loss(m) for m in seeds]
+        losses = [late_losses(m).get("policy", math.nan) for m in seeds]  # the last tenth of training
         target = FREEWAY_TARGET if game == "minatar-freeway" else 2 * BEFORE[game]
         games[game] = {
             "returns": returns,

@@ -223,3 +223,11 @@ def test_minatar_single_scores_policy_loss_against_log_actions():
     # 0.8 / log 3 = 0.73 and 0.5 / log 3 = 0.46: every game within 0.75 log|A|.
     assert result["targets"]["policy_loss_at_most_0.75_log_actions"]
     assert result["targets"]["returns_at_least_target"] == {"minatar-breakout": True, "minatar-freeway": True}
+
+
+def test_late_losses_average_the_end_of_training():
+    rows = [{"loss/policy": float(i), "loss/value": 10.0 * i} for i in range(20)] + [{"grad_norm": 1.0}]
+    metrics = {"train": rows}
+    assert common.late_losses(metrics) == {"policy": 18.5, "value": 185.0}  # the last tenth: rows 18, 19
+    assert common.late_losses(metrics, last=4) == {"policy": 17.5, "value": 175.0}
+    assert common.late_losses({"train": [{"grad_norm": 1.0}]}) == {}

@@ -86,6 +86,8 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.last = 0.0
+        """Seconds of the phase that ended last."""
 
     @contextlib.contextmanager
     def __call__(self, phase: str):
@@ -93,7 +95,8 @@ class PhaseClock:
         try:
             yield
         finally:
-            self.seconds[phase] += time.perf_counter() - begin
+            self.last = time.perf_counter() - begin
+            self.seconds[phase] += self.last
 
     def summary(self) -> dict[str, float]:
         return {phase: round(value, 2) for phase, value in self.seconds.items()}
@@ -251,11 +254,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             progress_steps = int(loop.clock)
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
-                eval_start = time.perf_counter()
                 with phases("evaluate"):
                     loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
-                now = time.perf_counter()
-                logger.evaluation(progress_steps, learner.updates, now - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=now - eval_start)
+                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=phases.last)
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
                     log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
