@@ -44,18 +44,6 @@ class KVCache:
         """Number of cached tokens ``Lc`` (including padding)."""
         return int(self.kv.shape[-2])
 
-    @property
-    def batch_size(self) -> int:
-        return int(self.kv.shape[2])
-
-    def k(self, layer: int) -> Tensor:
-        """Keys of one layer ``[B, H, Lc, dh]``."""
-        return self.kv[layer, 0]
-
-    def v(self, layer: int) -> Tensor:
-        """Values of one layer ``[B, H, Lc, dh]``."""
-        return self.kv[layer, 1]
-
     def next_position(self) -> Tensor:
         """``[B]`` long: one past the largest valid position of each row (0 if none)."""
         masked = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
@@ -68,10 +56,6 @@ class KVCache:
             positions=torch.cat([self.positions, positions], dim=-1),
             valid=torch.cat([self.valid, valid], dim=-1),
         )
-
-    def tail(self, n: int) -> Tensor:
-        """k/v of the last ``n`` tokens, ``[layers, 2, B, H, n, dh]``."""
-        return self.kv[..., self.length - n :, :]
 
     def detach(self) -> KVCache:
         return KVCache(self.kv.detach(), self.positions, self.valid)

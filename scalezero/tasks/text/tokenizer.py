@@ -85,12 +85,6 @@ def encode(text: str | list[str], length: int = OBS_LEN) -> np.ndarray:
     return out
 
 
-def token_count(text: str | list[str]) -> int:
-    """Number of tokens of ``text`` before truncation (to check it fits in an observation)."""
-    sentences = [text] if isinstance(text, str) else text
-    return sum(len(encode_sentence(s)) for s in sentences)
-
-
 def decode(ids: np.ndarray | list[int]) -> str:
     """Tokens of ``ids`` joined by spaces, padding dropped (lowercase; for reading and tests)."""
     words = []
