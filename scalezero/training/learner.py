@@ -335,15 +335,17 @@ class Learner:
         if grad_norm is None:
             return {"nonfinite": 1.0, "loss/total": float(total.detach())}
 
-        metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
-        metrics["loss/total"] = float(total.detach())
-        metrics["grad_norm"] = float(grad_norm)
+        # Every scalar in one device->host copy (one wait for the GPU, not one per number).
+        names = [f"loss/{k}" for k in losses] + ["loss/total", "grad_norm"]
+        scalars = [*losses.values(), total, grad_norm]
+        for k, v in per_task.items():
+            names += [f"task{t}/loss/{k}" for t in batch.task_ids]
+            scalars += list(v)
+        metrics = dict(zip(names, torch.stack([x.detach().float().reshape(()) for x in scalars]).tolist()))
         if self.config.replay.reanalyse_fraction > 0:
             metrics["time/reanalyse_s"] = self.reanalyse_s
         metrics["value_target_mean"] = float(value_target[value_mask].mean()) if value_mask.any() else 0.0
-        for i, t in enumerate(batch.task_ids):
-            for k, v in per_task.items():
-                metrics[f"task{t}/loss/{k}"] = float(v[i].detach())
+        for t in batch.task_ids:
             metrics[f"task{t}/loss_weight"] = float(self.task_weights[t])
         metrics.update(expert_load_per_task(result.router, batch.task_ids, batch.row_slot()))
         metrics.update(conflict)
