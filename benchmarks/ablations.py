@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, conflict_summary, late_losses, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
+from common import ARCHIVE, SMOKE_MODEL, conflict_summary, late_losses, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
 
 SMOKE = {
-    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "model": SMOKE_MODEL,
     "search": {"num_simulations": 4},
     "train": {"env_steps": 160, "learning_starts": 80, "eval_every": 160, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4,
               "checkpoint_every": 160, "cluster_every": 5},

@@ -22,6 +22,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 ARCHIVE = RESULTS / "runs"
 
 
+SMOKE_MODEL = {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8}
+"""The tiny model every benchmark's ``--smoke`` run trains: it checks the pipeline, not the learning."""
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}

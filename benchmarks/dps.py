@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, CPU_TARGETS, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs
+from common import ARCHIVE, CPU_TARGETS, SMOKE_MODEL, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs
 
 SMOKE = {
-    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "model": SMOKE_MODEL,
     "search": {"num_simulations": 4},
     "train": {"env_steps": 200, "learning_starts": 80, "eval_every": 100, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 200},
     "dps": {"min_stage0_updates": 10, "max_stage_updates": 10},

@@ -62,7 +62,7 @@ import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, RESULTS, git_commit, merge
+from common import RESULTS, ROOT, SMOKE_MODEL, git_commit, merge
 
 from scalezero.config import Config, config_from_dict
 from scalezero.model import Head, SimNorm, WorldModel
@@ -118,7 +118,6 @@ FULL = Sizes(
     train_sets=("train.env_steps=2000",),
 )
 
-_TINY_MODEL = {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8}
 SMOKE = Sizes(
     learner_warmup=1,
     learner_repeats=2,
@@ -133,9 +132,9 @@ SMOKE = Sizes(
     search_simulations=4,
     max_tasks=2,
     suite_overrides={
-        "minatar": {"model": _TINY_MODEL, "train": {"batch_size": 4}, "replay": {"unroll_steps": 3, "td_steps": 2}},
+        "minatar": {"model": SMOKE_MODEL, "train": {"batch_size": 4}, "replay": {"unroll_steps": 3, "td_steps": 2}},
         "atari8": {
-            "model": {**_TINY_MODEL, "attention_window_steps": 4},  # the suite's 10 needs unroll_steps >= 9
+            "model": {**SMOKE_MODEL, "attention_window_steps": 4},  # the suite's 10 needs unroll_steps >= 9
             "train": {"batch_size": 2},
             "replay": {"unroll_steps": 3, "td_steps": 2},
         },

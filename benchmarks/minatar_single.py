@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, late_losses, merge, minatar_parser, minatar_suite, run_all, save_outputs
+from common import ARCHIVE, SMOKE_MODEL, late_losses, merge, minatar_parser, minatar_suite, run_all, save_outputs
 
 #: Single-task final returns at 20,000 env steps before this benchmark's learner changes
 #: (BENCHMARKS.md, "MinAtar: single-task vs dense vs MoE multi-task", mean of 2 seeds, commit
@@ -37,7 +37,7 @@ BEFORE = {
 FREEWAY_TARGET = 10.0
 POLICY_LOSS_FRACTION = 0.75
 SMOKE = {
-    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
+    "model": SMOKE_MODEL,
     "search": {"num_simulations": 4},
     "train": {"env_steps": 160, "learning_starts": 80, "eval_every": 160, "eval_episodes": 2, "eval_max_steps": 30, "batch_size": 4, "checkpoint_every": 160},
 }
