@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scalezero train --suite minatar --out runs/demo
+	$(BIN)/scalezero train --suite minatar --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

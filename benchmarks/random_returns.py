@@ -12,14 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
 
 from scalezero.config import load_suite
-from scalezero.tasks import EnvBatch
-from scalezero.training.evaluator import eval_episode_cap
+from scalezero.training.evaluator import eval_episode_cap, random_policy_returns
 from scalezero.training.loop import resolve_tasks
 
 
@@ -28,13 +25,8 @@ def random_returns(suite: str, episodes: int, seed: int) -> dict[str, dict[str, 
     tasks, _ = resolve_tasks(config)
     out = {}
     for t, task in enumerate(tasks):
-        batch = EnvBatch(task, episodes, seed=seed + 1_000 * t, max_episode_steps=eval_episode_cap(task, config.train.eval_max_steps))
-        returns = np.full(episodes, np.nan)
-        rng = np.random.default_rng(seed + t)
-        while np.isnan(returns).any():
-            step = batch.step(rng.integers(0, task.spec.num_actions, episodes))
-            first = step.done & np.isnan(returns)
-            returns[first] = step.episode_return[first]
+        cap = eval_episode_cap(task, config.train.eval_max_steps)
+        returns = random_policy_returns(task, episodes, cap, seed=seed + 1_000 * t)
         out[task.spec.name] = {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "episodes": episodes}
         print(f"{task.spec.name:28s} {returns.mean():8.3f} ± {returns.std():.3f}  ({episodes} episodes)")
     return out

@@ -51,21 +51,25 @@ def train(
     device: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> RunResult:
     """Train one model on a suite and return its final evaluation and throughput.
 
     Args:
         suite: a shipped suite name, a suite ``.yaml`` path, a :class:`Config` or its dict.
         steps, seed, device: shortcuts for ``train.env_steps``, ``train.seed``, ``train.device``.
-        out: run directory (default ``runs/<suite>-s<seed>``).
+        out: run directory (default ``runs/<suite>-s<seed>-<time>``, never one used before);
+            one that holds a run already is refused unless ``overwrite``.
         overrides: ``{"model": {...}, "train": {...}, ...}`` merged into the suite's sections.
         progress: show the live console.
+        overwrite: replace the run in ``out`` (its checkpoints, metrics and reports are deleted).
     """
     from scalezero.training.loop import train as train_loop
+    from scalezero.training.run_dir import default_run_dir
 
     config = _resolve_config(suite, steps, seed, device, overrides)
-    run_dir = Path(out) if out is not None else Path("runs") / f"{config.suite}-s{config.train.seed}"
-    return train_loop(config, run_dir, show_progress=progress)
+    run_dir = Path(out) if out is not None else default_run_dir(config.suite, config.train.seed)
+    return train_loop(config, run_dir, show_progress=progress, overwrite=overwrite)
 
 
 class Agent:
@@ -95,7 +99,9 @@ class Agent:
 
     def _task_id(self, task: str) -> int:
         if task not in self._ids:
-            raise KeyError(f"unknown task {task!r} for this agent; its tasks: {', '.join(self._ids)}")
+            from scalezero.tasks import UnknownTaskError
+
+            raise UnknownTaskError(f"unknown task {task!r} for this agent; its tasks: {', '.join(self._ids)}")
         return self._ids[task]
 
     def make_env(self, task: str, seed: int = 0, evaluation: bool = False) -> Any:

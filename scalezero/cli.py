@@ -11,12 +11,20 @@ import json
 import os
 import subprocess
 import sys
-import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from scalezero.config import Config, ConfigError, TaskEntry, available_suites, load_config, load_suite, with_overrides
 from scalezero.errors import CheckpointError
+
+
+def _check_flag(flag: str, value: int | None, low: int, high: int | None = None) -> None:
+    """Refuse a numeric flag outside [low, high) with one line naming it."""
+    if value is None or (value >= low and (high is None or value < high)):
+        return
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {'2**32' if high == 2**32 else high})"
+    raise ConfigError(f"{flag} {value} is not allowed; expected {allowed}")
 
 
 def _config_for_task(name: str) -> Config:
@@ -35,7 +43,11 @@ def _config_for_task(name: str) -> Config:
 
 def _train(args: argparse.Namespace) -> int:
     from scalezero.training.loop import TrainingInterrupted, train
+    from scalezero.training.run_dir import claim_run_dir, default_run_dir
 
+    _check_flag("--seed", args.seed, 0, 2**32)
+    _check_flag("--steps", args.steps, 1)
+    _check_flag("--nproc", args.nproc, 1)
     if args.resume:
         if args.suite or args.task or args.set:
             raise ConfigError("--resume DIR continues a run with its own config; do not also give --suite, --task or --set")
@@ -43,6 +55,8 @@ def _train(args: argparse.Namespace) -> int:
         if not (run / "config.yaml").exists():
             raise ConfigError(f"{run} is not a run directory (no config.yaml)")
         config = load_config(run / "config.yaml")
+        if args.seed is not None and args.seed != config.train.seed:
+            raise ConfigError(f"--seed {args.seed} with --resume: the run {run} has seed {config.train.seed}, and resuming keeps it; start a new run (--out) for another seed")
     elif bool(args.suite) == bool(args.task):
         raise ConfigError("give exactly one of --suite NAME, --task NAME or --resume DIR")
     else:
@@ -59,13 +73,17 @@ def _train(args: argparse.Namespace) -> int:
     for section, values in _parse_sets(args.set or []).items():
         config = with_overrides(config, section, **values)
     if args.resume:
+        if args.overwrite:
+            raise ConfigError("--overwrite starts a new run; it cannot go with --resume")
         out = Path(args.resume)
     else:
-        out = Path(args.out) if args.out else Path("runs") / f"{config.suite}-s{config.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(args.out) if args.out else default_run_dir(config.suite, config.train.seed)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if not args.resume:
+            claim_run_dir(out, args.overwrite)
         return _launch(args, out)
     try:
-        train(config, out, show_progress=not args.quiet, resume=bool(args.resume))
+        train(config, out, show_progress=not args.quiet, resume=bool(args.resume), overwrite=args.overwrite)
     except TrainingInterrupted as exc:
         print(f"scalezero: {exc}; continue with: scalezero train --resume {out}", file=sys.stderr)
         return 130
@@ -119,6 +137,7 @@ def _eval(args: argparse.Namespace) -> int:
     from scalezero.training.evaluator import evaluate
     from scalezero.training.loop import build_model, pick_device, resolve_tasks
 
+    _check_flag("--episodes", args.episodes, 1)
     run = Path(args.run)
     if not (run / "config.yaml").exists():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
@@ -155,6 +174,9 @@ def _report(args: argparse.Namespace) -> int:
 def _play(args: argparse.Namespace) -> int:
     from scalezero.play import play
 
+    _check_flag("--fps", args.fps, 1)
+    _check_flag("--max-steps", args.max_steps, 1)
+    _check_flag("--seed", args.seed, 0, 2**32)
     written = play(args.run, args.task, seed=args.seed, max_steps=args.max_steps, fps=args.fps, device=args.device)
     print(f"{args.task}: return {written['return']:.3f} in {written['length']} steps")
     for key in ("gif", "transcript"):
@@ -187,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", help="continue a run from its newest checkpoint (--steps may raise its budget)")
     t.add_argument("--steps", type=int, help="environment steps per task (overrides train.env_steps)")
     t.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
-    t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>)")
+    t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>); one that holds a run already is refused")
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out (its checkpoints, metrics and reports are deleted)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="overrides train.device")
     t.add_argument("--set", nargs="+", metavar="SECTION.KEY=VALUE", help="override any config field, e.g. --set train.replay_ratio=0.5 search.algorithm=gumbel")
     t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
@@ -216,13 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    """Warnings as one line for people at a terminal (no source file or code line)."""
+    return f"scalezero: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
-    except (ConfigError, KeyError, CheckpointError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"scalezero: error: {message}", file=sys.stderr)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"scalezero: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:
         print(f"scalezero: error: missing dependency: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib import resources
@@ -353,6 +354,7 @@ class TrainConfig:
         _check(self.env_step_timeout_s >= 0, "train.env_step_timeout_s", "a float >= 0 (0: no limit)", self.env_step_timeout_s)
         _check(self.device in DEVICES, "train.device", f"one of {DEVICES}", self.device)
         _check(self.torch_threads >= 0, "train.torch_threads", "an integer >= 0", self.torch_threads)
+        _check(0 <= self.seed < 2**32, "train.seed", "an integer in [0, 2**32)", self.seed)
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,10 @@ class TaskEntry:
         where = f"tasks[{self.name}]"
         _check(self.batch_size is None or self.batch_size >= 1, f"{where}.batch_size", "an integer >= 1 or null", self.batch_size)
         if self.entry_point is None:
-            _check(self.name in names, "tasks[].name", f"one of {', '.join(names)} (or give an entry_point)", self.name)
+            if self.name not in names:
+                from scalezero.tasks import unknown_task_message
+
+                raise ConfigError(f"tasks[].name: {unknown_task_message(self.name)}; or give an entry_point for your own env")
             _check(not self.kwargs, f"{where}.kwargs", "empty without an entry_point", self.kwargs)
             return
         _check(self.name not in names, f"{where}.name", "a name that is not a built-in task when entry_point is given", self.name)
@@ -526,13 +531,20 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
                 return int(value)
             raise ConfigError(f"{path} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text: take the number it spells
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{path} must be a number, got the text {value!r} (YAML numbers look like 0.5, 1.0e-4 or 3)") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -559,23 +571,48 @@ def available_suites() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+SECTIONS = ("tasks", "suite", "model", "search", "replay", "train", "dps")
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in file ``path``; a file that is missing, binary, not YAML or not a
+    mapping of sections is refused with one line naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file (expected YAML)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a YAML mapping of sections ({', '.join(SECTIONS)}), got a {type(data).__name__}")
+    return data
+
+
 def load_suite(name: str) -> Config:
     """Load a shipped suite by name, or a suite YAML file by path."""
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text()
-    else:
-        suites = available_suites()
-        if name not in suites:
-            from scalezero.errors import did_you_mean
-
-            hint = did_you_mean(name, suites, limit=3)
-            raise ConfigError(f"unknown suite {name!r}; {hint}available suites: {', '.join(suites)} (or a path to a .yaml file)")
-        text = (resources.files("scalezero") / "suites" / f"{name}.yaml").read_text()
-        data = yaml.safe_load(text) or {}
+    if name in available_suites() and not path.is_file():
+        data = yaml.safe_load((resources.files("scalezero") / "suites" / f"{name}.yaml").read_text()) or {}
         data.setdefault("suite", name)
         return config_from_dict(data)
-    data = yaml.safe_load(text) or {}
+    if not path.is_file() and path.suffix not in (".yaml", ".yml") and os.sep not in name and "/" not in name:
+        from scalezero.errors import did_you_mean
+
+        suites = available_suites()
+        hint = did_you_mean(name, suites, limit=3)
+        raise ConfigError(f"unknown suite {name!r}; {hint}available suites: {', '.join(suites)} (or a path to a .yaml file)")
+    data = _read_mapping(path, "suite file")
     data.setdefault("suite", path.stem)
     for item in data.get("tasks") or []:  # file entry points are relative to the suite file
         entry = item.get("entry_point") if isinstance(item, dict) else None
@@ -586,11 +623,7 @@ def load_suite(name: str) -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Load a resolved run configuration (``config.yaml`` of a run directory)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return config_from_dict(data or {})
+    return config_from_dict(_read_mapping(Path(path), "run config"))
 
 
 def save_config(config: Config, path: str | Path) -> None:

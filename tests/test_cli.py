@@ -31,7 +31,7 @@ TINY = {
         (["train", "--task", "pongg"], "unknown task 'pongg'; did you mean atari-pong"),
         (["train", "--suite", "atari999"], "unknown suite 'atari999'; did you mean atari8"),
         (["train", "--suite", "cartpole", "--task", "cartpole"], "exactly one of --suite NAME, --task NAME or --resume DIR"),
-        (["train", "--task", "cartpole", "--steps", "0"], "train.env_steps = 0 is not allowed"),
+        (["train", "--task", "cartpole", "--steps", "0"], "--steps 0 is not allowed; expected an integer >= 1"),
         (["train", "--task", "cartpole", "--set", "train.replay_ratio"], "expected section.key=value"),
         (["train", "--task", "cartpole", "--set", "train.replay_rato=1"], "unknown key(s) ['replay_rato'] in train"),
         (["train", "--task", "cartpole", "--set", "serch.algorithm=gumbel"], "unknown config section 'serch'"),
@@ -97,3 +97,92 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     lines = (run / "play" / "cartpole-seed0.txt").read_text().splitlines()
     assert lines[2].startswith("step     1  action") and not (run / "play" / "cartpole-seed0.gif").exists()
     assert main(["play", "--run", str(run), "--task", "pong"]) == 2
+    # A second run into the same directory is refused, and nothing of this one is touched.
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--suite", str(suite), "--out", str(run), "--seed", "4", "--quiet"]) == 2
+    assert "already holds a run; continue it with: scalezero train --resume" in capsys.readouterr().err
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(["train", "--resume", str(run), "--seed", "7"]) == 2
+    assert "has seed 3, and resuming keeps it" in capsys.readouterr().err
+    # --overwrite replaces it: the old checkpoints, metrics and reports go, the suite file stays.
+    (run / "keep.txt").write_text("mine")
+    steps = ["--set", "train.env_steps=48", "train.checkpoint_every=48", "train.eval_every=48"]
+    assert main(["train", "--suite", str(suite), "--out", str(run), "--seed", "4", "--overwrite", "--quiet", *steps]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt_48"]
+    assert not (run / "eval.json").exists() and not (run / "play").exists() and (run / "keep.txt").read_text() == "mine"
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["seed"] == 4
+
+
+def test_default_run_directories_never_collide(tmp_path):
+    from scalezero.training.run_dir import default_run_dir
+
+    first, second = default_run_dir("cartpole", 0, tmp_path), default_run_dir("cartpole", 0, tmp_path)
+    assert first != second and first.name.startswith("cartpole-s0-") and second.name == f"{first.name}-2"
+
+
+FILE_MISTAKES = {
+    "not_yaml.yaml": ("text", "tasks: [cartpole\nmodel: {embed_dim: 32", "is not valid YAML at line"),
+    "a_list.yaml": ("text", "- cartpole\n- acrobot\n", "must be a YAML mapping of sections (tasks, suite, model"),
+    "a_string.yaml": ("text", "cartpole\n", "got a str"),
+    "binary.yaml": ("bytes", bytes(range(256)) * 4, "is not a text file (expected YAML)"),
+    "infinite.yaml": ("text", "tasks: [cartpole]\ntrain: {replay_ratio: .inf}\n", "train.replay_ratio must be a finite number, got inf"),
+    "misspelt.yaml": ("text", "tasks: [minatar-breakot]\n", "unknown task 'minatar-breakot'; did you mean minatar-breakout"),
+    "words.yaml": ("text", "tasks: [cartpole]\ntrain: {lr: fast}\n", "train.lr must be a number, got the text 'fast' (YAML numbers look like"),
+    "syntax.yaml": ("text", "tasks: [{name: mine, entry_point: bad_syntax.py:Env, target_return: 1}]\n", "SyntaxError at line 2"),
+    "raising.yaml": ("text", "tasks: [{name: mine, entry_point: raising.py:Env, target_return: 1}]\n", "failed: RuntimeError at line 3: no display"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILE_MISTAKES))
+def test_suite_file_mistakes_are_one_line(name, tmp_path, capsys):
+    (tmp_path / "bad_syntax.py").write_text("import gymnasium\ndef Env(:\n    pass\n")
+    (tmp_path / "raising.py").write_text("import os\n\nraise RuntimeError('no display')\n")
+    kind, content, needle = FILE_MISTAKES[name]
+    path = tmp_path / name
+    path.write_bytes(content) if kind == "bytes" else path.write_text(content)
+    assert main(["train", "--suite", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and err.count("\n") == 1
+    if name in ("not_yaml.yaml", "a_list.yaml", "a_string.yaml", "binary.yaml"):
+        assert str(path) in err  # the file is named
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "--task", "cartpole", "--seed", "-1"], "--seed -1 is not allowed; expected an integer in [0, 2**32)"),
+        (["train", "--task", "cartpole", "--seed", str(2**32)], f"--seed {2**32} is not allowed"),
+        (["train", "--suite", "no/such/suite.yaml"], "suite file no/such/suite.yaml: no such file"),
+        (["train", "--suite", "missing.yaml"], "suite file missing.yaml: no such file"),
+        (["eval", "--run", "somewhere", "--episodes", "-3"], "--episodes -3 is not allowed; expected an integer >= 1"),
+        (["play", "--run", "somewhere", "--task", "cartpole", "--fps", "0"], "--fps 0 is not allowed; expected an integer >= 1"),
+        (["play", "--run", "somewhere", "--task", "cartpole", "--max-steps", "0"], "--max-steps 0 is not allowed"),
+    ],
+)
+def test_flag_mistakes_are_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    from scalezero.config import load_suite
+
+    path = tmp_path / "lr.yaml"
+    path.write_text("tasks: [cartpole]\ntrain: {lr: 1e-4, weight_decay: 5e-5}\n")  # YAML 1.1 reads these as text
+    config = load_suite(str(path))
+    assert config.train.lr == 1e-4 and config.train.weight_decay == 5e-5
+
+
+def test_internal_errors_stay_tracebacks(monkeypatch):
+    import scalezero.cli as cli
+
+    def broken(args):
+        raise KeyError("collector")  # a bug, not a user mistake: it must not read as one
+
+    monkeypatch.setattr(cli, "_tasks", broken)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["tasks"].set_defaults(func=broken)
+    with pytest.raises(KeyError, match="collector"):
+        main(["tasks"])

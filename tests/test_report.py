@@ -95,3 +95,24 @@ def test_report_renders_in_headless_chromium(two_seeds, tmp_path):
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert shot.stat().st_size > 20_000  # a rendered page with plots, not a blank one
+
+
+def test_report_counts_distinct_seeds_and_caps_the_random_reference(two_seeds, tmp_path):
+    import json
+
+    from scalezero.tasks import get_task
+    from scalezero.training.evaluator import random_policy_returns
+
+    copy = tmp_path / "moe-s0-copy"
+    shutil.copytree(two_seeds[0], copy)  # the same seed again: not a third seed
+    md = write_report([*two_seeds, copy], out=tmp_path / "report").with_suffix(".md").read_text()
+    assert "(s.e., 2 seeds)" in md and "3 seeds" not in md
+    assert "moe-s0-copy" in md  # shown on its own
+    # Evaluation episodes are cut at 20 steps: the random policy is measured with the same cut,
+    # not taken from cartpole's 500-step reference (22).
+    capped = float(random_policy_returns(get_task("cartpole"), 32, 20).mean())
+    assert capped <= 20 < get_task("cartpole").spec.random_return
+    refs = json.loads((tmp_path / "report" / "random_references.json").read_text())
+    assert refs["cartpole@20"] == pytest.approx(capped)
+    rows = [line for line in md.splitlines() if line.startswith("| cartpole |")]
+    assert rows and all(f"| {capped:.2f} |" in row for row in rows)

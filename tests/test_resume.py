@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def _restored(run: Path, path: Path):
     model = build_model(config, layout, torch.device("cpu"))
     collector = Collector(tasks, layout, config, torch.device("cpu"))
     learner = Learner(model, layout, config, torch.device("cpu"))
-    loop, _ = restore_run(path, learner, collector, None, MetricsLogger(run / "probe", [t.spec.name for t in tasks]))
+    loop = restore_run(path, learner, collector, None, MetricsLogger(run / "probe", [t.spec.name for t in tasks]))
     return loop, learner, collector
 
 
@@ -89,6 +90,114 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert summary["env_steps_per_task"] == {"cartpole": 240, "minatar-breakout": 240}
     assert summary["updates"] > state["updates"] and summary["robustness"]["resumes"] == 1
     assert len(list_checkpoints(run)) == 2  # keep_checkpoints
+
+
+#: One classic and one MinAtar task, one torch thread (bitwise repeatable), a checkpoint
+#: every 40 steps, all kept.
+EXACT = {**TINY, "train": {**TINY["train"], "env_steps": 200, "replay_ratio": 1.0, "eval_every": 80, "checkpoint_every": 40, "keep_checkpoints": 100, "torch_threads": 1}}
+
+
+def _timeless(rows: list[dict]) -> list[dict]:
+    """Metrics rows without what measures time (the only thing a resume may change)."""
+    return [{k: v for k, v in row.items() if not (k.endswith("_s") or k.startswith("time"))} for row in rows]
+
+
+def _history(run: Path) -> tuple[list[dict], list[dict], dict]:
+    data = json.loads((run / "metrics.json").read_text())
+    return _timeless(data["train"]), _timeless(data["eval"]), data["summary"]
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    train_a, eval_a, _ = _history(a)
+    train_b, eval_b, _ = _history(b)
+    assert len(train_a) >= 3 and len(eval_a) == 2 * 3  # 2 tasks, evaluated at 80, 160 and 200
+    assert train_b == train_a  # every logged loss, bit for bit
+    assert eval_b == eval_a
+    wa, wb = _final_weights(a), _final_weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # networks, optimiser, RNG
+
+
+def _resume_copy(straight: Path, checkpoint: str, into: Path) -> Path:
+    """A run directory as a kill right after (or any time after) ``checkpoint`` leaves it."""
+    import shutil
+
+    (into / "checkpoints").mkdir(parents=True)
+    shutil.copy(straight / "config.yaml", into / "config.yaml")
+    shutil.copytree(straight / "checkpoints" / checkpoint, into / "checkpoints" / checkpoint)
+    return into
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train(config_from_dict(EXACT), run, show_progress=False)
+    return run
+
+
+@pytest.mark.parametrize("checkpoint", ["ckpt_80", "ckpt_120"])
+def test_resume_reproduces_the_straight_run_exactly(straight_run, tmp_path, checkpoint):
+    """Killed at or after a checkpoint, then resumed: the same losses and evaluations, bit for
+    bit, as the run that never stopped (episodes running at the kill continue, rebuilt)."""
+    run = _resume_copy(straight_run, checkpoint, tmp_path / "resumed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no env may fall back to new episodes here
+        train(config_from_dict(EXACT), run, show_progress=False, resume=True)
+    _assert_same_run(straight_run, run)
+    assert _history(run)[2]["robustness"]["resumes"] == 1
+
+
+def test_sigkill_between_checkpoints_then_resume_is_exact(straight_run, tmp_path):
+    suite = tmp_path / "exact.yaml"
+    suite.write_text(yaml.safe_dump(EXACT))
+    run = tmp_path / "run"
+    proc = _cli("--suite", str(suite), "--out", str(run))
+    _wait_for_checkpoints(run, 3, proc)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _cli("--resume", str(run))
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err.decode()
+    assert "does not follow its seed" not in err.decode()
+    _assert_same_run(straight_run, run)
+
+
+def test_env_batch_rebuilds_its_copies_from_seeds_and_actions():
+    from scalezero.tasks import get_task
+
+    for name in ("cartpole", "minatar-breakout"):
+        batch = EnvBatch(get_task(name), 3, seed=11, max_episode_steps=25)
+        rng = np.random.default_rng(0)
+        for _ in range(60):  # several episode ends (the cap of 25 included)
+            batch.step(rng.integers(0, get_task(name).spec.num_actions, size=3))
+        state = batch.state_dict()
+        twin = EnvBatch(get_task(name), 3, seed=999, max_episode_steps=25)
+        twin.load_state_dict(state)
+        np.testing.assert_array_equal(twin.obs, batch.obs)
+        actions = rng.integers(0, get_task(name).spec.num_actions, size=(30, 3))
+        for a in actions:  # and both go on the same way
+            x, y = batch.step(a), twin.step(a)
+            np.testing.assert_array_equal(x.obs, y.obs)
+            np.testing.assert_array_equal(x.reward, y.reward)
+            np.testing.assert_array_equal(x.done, y.done)
+
+
+def test_an_env_that_ignores_its_seed_is_detected():
+    from scalezero.tasks.vector import EnvReplayMismatch
+
+    config = config_from_dict(_flaky_suite("Unseeded"))
+    tasks, _ = resolve_tasks(config)
+    batch = EnvBatch(tasks[0], 2, seed=0)
+    for _ in range(5):
+        batch.step(np.array([0, 1]))
+    with pytest.raises(EnvReplayMismatch, match="does not follow its seed"):
+        EnvBatch(tasks[0], 2, seed=0).load_state_dict(batch.state_dict())
 
 
 def test_sigterm_writes_a_final_checkpoint(tmp_path):

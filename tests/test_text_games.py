@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from scalezero.config import ConfigError
 from scalezero.tasks import EnvBatch, get_task, make_layout
 from scalezero.tasks.text import LEVELS, OBS_LEN, TEXT_GAMES, TextGameEnv, generate_game, suite_games, tokenizer
 from scalezero.tasks.text.baseline import random_legal_return
@@ -54,7 +55,7 @@ def test_suite_games_are_fixed():
 
 
 def test_unknown_level_is_a_clear_error():
-    with pytest.raises(KeyError, match="unknown text-game level 'impossible'; levels: easy, medium, hard, expert"):
+    with pytest.raises(ConfigError, match="unknown text-game level 'impossible'; levels: easy, medium, hard, expert"):
         generate_game("impossible", 0)
 
 

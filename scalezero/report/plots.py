@@ -44,8 +44,9 @@ def eval_curve(group: RunGroup, task: str) -> tuple[np.ndarray, np.ndarray, np.n
     return np.array(steps), values.mean(axis=0), band
 
 
-def learning_curves(groups: list[RunGroup], random_returns: dict[str, float | None], path: Path) -> Path:
-    """One panel per task, one line per group (band: ± s.e. over seeds, or over episodes)."""
+def learning_curves(groups: list[RunGroup], random_returns: dict[str, float | None], path: Path, targets: dict[str, float] | None = None) -> Path:
+    """One panel per task, one line per group (band: ± s.e. over seeds, or over episodes),
+    with the random policy's return and the task's target return as dashed lines."""
     tasks = list(dict.fromkeys(t for g in groups for t in g.task_names))
     cols = min(len(tasks), 3)
     rows = (len(tasks) + cols - 1) // cols
@@ -60,9 +61,11 @@ def learning_curves(groups: list[RunGroup], random_returns: dict[str, float | No
             ax.fill_between(x, y - band, y + band, alpha=0.2)
         if random_returns.get(task) is not None:
             ax.axhline(random_returns[task], color="grey", linestyle="--", label="random policy")
-        ax.set_title(task)
-        ax.set_xlabel("env steps (per task)")
-        ax.set_ylabel("greedy eval return")
+        if targets and targets.get(task) is not None:
+            ax.axhline(targets[task], color="black", linestyle=":", linewidth=1, label="target return")
+        ax.set_title(task, fontsize=11)
+        ax.set_xlabel("env steps (per task)", fontsize=10)
+        ax.set_ylabel("greedy eval return", fontsize=10)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
@@ -162,16 +165,19 @@ def loss_curves(groups: list[RunGroup], path: Path) -> Path | None:
     keys = ["loss/total", "loss/value", "loss/policy", "loss/reward", "loss/latent"]
     if not any(k in r for g in groups for run in g.runs for r in run.metrics["train"] for k in keys):
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.0 * len(keys), 2.8))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
     for ax, key in zip(axes, keys):
         for g in groups:
             x, y = _train_series(g, key, x_key="updates")
             if len(x):
                 ax.plot(x, y, label=g.label)
-        ax.set_title(key.split("/")[1], fontsize=9)
-        ax.set_xlabel("updates")
+        name = key.split("/")[1]
+        ax.set_title(f"{name} loss", fontsize=11)
+        ax.set_xlabel("learner updates", fontsize=10)
+        ax.set_ylabel(f"{name} loss (unweighted)" if name != "total" else "total loss (weighted sum)", fontsize=10)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=9)
     return _save(fig, path)
 
 

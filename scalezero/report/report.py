@@ -60,7 +60,42 @@ def _overview(groups: list[RunGroup]) -> Section:
     return Section("Runs", [text, Table(header, rows)])
 
 
-def _evaluation(groups: list[RunGroup]) -> Section:
+RANDOM_EPISODES = 32
+"""Episodes of the random policy behind a reference measured for a capped evaluation."""
+
+
+def _random_references(groups: list[RunGroup], cache: Path) -> dict[tuple[str, str], float | None]:
+    """(group label, task) -> the random policy's mean return under that group's evaluation
+    cap. The tasks' own references assume episodes run to the task's own limit; where a run's
+    evaluation cuts them sooner (``train.eval_max_steps``), the reference is measured again
+    with the same cap (:data:`RANDOM_EPISODES` episodes, kept in ``cache`` for the next report),
+    so that a capped evaluation is never normalised against uncapped random play."""
+    import json
+
+    from scalezero.training.evaluator import eval_episode_cap, random_policy_returns
+    from scalezero.training.loop import resolve_tasks
+
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    refs: dict[tuple[str, str], float | None] = {}
+    for g in groups:
+        config = g.runs[0].config
+        tasks, _ = resolve_tasks(config)
+        for task in tasks:
+            spec = task.spec
+            cap, own = eval_episode_cap(task, config.train.eval_max_steps), eval_episode_cap(task, 0)
+            if cap >= own:
+                refs[(g.label, spec.name)] = spec.random_return
+                continue
+            key = f"{spec.name}@{cap}"
+            if key not in known:
+                known[key] = float(random_policy_returns(task, RANDOM_EPISODES, cap, step_timeout_s=config.train.env_step_timeout_s).mean())
+            refs[(g.label, spec.name)] = known[key]
+    if known:
+        cache.write_text(json.dumps(known, indent=1))
+    return refs
+
+
+def _evaluation(groups: list[RunGroup], refs: dict[tuple[str, str], float | None]) -> Section:
     specs = {s.name: s for g in groups for s in g.runs[0].specs}
     human = any(s.human_return is not None for s in specs.values())
     success = any(s.success_metric for s in specs.values())
@@ -78,12 +113,13 @@ def _evaluation(groups: list[RunGroup]) -> Section:
                 continue
             mean = float(np.mean(values))
             spread = f" ± {np.std(values, ddof=1) / math.sqrt(len(values)):.2f} (s.e., {len(values)} seeds)" if len(values) > 1 else ""
-            norm = _normalised(mean, spec.random_return, spec.target_return)
+            random = refs.get((g.label, task), spec.random_return)
+            norm = _normalised(mean, random, spec.target_return)
             if norm is not None:
                 means[g.label].append(norm)
-            row = [task, g.label, f"{mean:.2f}{spread}", _fmt(spec.random_return), f"{spec.target_return:g}", _fmt(norm)]
+            row = [task, g.label, f"{mean:.2f}{spread}", _fmt(random), f"{spec.target_return:g}", _fmt(norm)]
             if human:
-                hn = _normalised(mean, spec.random_return, spec.human_return)
+                hn = _normalised(mean, spec.random_return, spec.human_return)  # the published scores, by definition
                 if hn is not None:
                     human_means[g.label].append(hn)
                 row.append(_fmt(hn))
@@ -105,7 +141,8 @@ def _evaluation(groups: list[RunGroup]) -> Section:
             rows.append(row)
     blocks: list = [
         "Greedy search, final evaluation of each run; several seeds give their mean and standard error. "
-        "The normalised score puts the random policy at 0 and the task's target return at 1."
+        "The normalised score puts the random policy at 0 and the task's target return at 1; where evaluation "
+        f"episodes are cut sooner than the task's own limit, the random policy is measured again with the same cut ({RANDOM_EPISODES} episodes)."
         + (
             " The human-normalised score, (return - random) / (human - random), puts the published random-policy"
             " score at 0 and the human reference at 1 for the tasks that have one (Atari); its mean and median are over those tasks."
@@ -148,10 +185,12 @@ def write_report(runs: str | Path | list[str | Path], out: str | Path | None = N
     groups = group_runs(data)
     out_dir = Path(out) if out is not None else (paths[0] if len(paths) == 1 else paths[0].resolve().parent / "report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    random_returns = {s.name: s.random_return for run in data for s in run.specs}
+    refs = _random_references(groups, out_dir / "random_references.json")
+    random_returns = {task: value for (_, task), value in reversed(list(refs.items()))}  # the first group's, per task
+    targets = {s.name: s.target_return for run in data for s in run.specs}
 
-    sections = [_overview(groups), _evaluation(groups)]
-    curves = plots.learning_curves(groups, random_returns, out_dir / "learning_curves.png")
+    sections = [_overview(groups), _evaluation(groups, refs)]
+    curves = plots.learning_curves(groups, random_returns, out_dir / "learning_curves.png", targets)
     sections.append(Section("Learning curves", ["Greedy evaluation return against environment steps per task.", Image(curves, "learning curves")]))
     losses = plots.loss_curves(groups, out_dir / "losses.png")
     if losses:

@@ -73,16 +73,28 @@ def load_run(path: str | Path) -> RunData:
 
 
 def group_runs(runs: list[RunData]) -> list[RunGroup]:
-    """Group runs by setting, in the order first seen; labels come from directory names."""
-    groups: dict[str, list[RunData]] = {}
+    """Group runs by setting, in the order first seen; labels come from directory names.
+
+    A group holds distinct seeds only: a run repeating a seed its setting has already (the
+    same run twice, or a copy) is a group of its own, labelled by its directory, so it is
+    never counted as another seed."""
+    groups: list[list[RunData]] = []
     for run in runs:
-        groups.setdefault(run.setting_key(), []).append(run)
+        home = next((g for g in groups if g[0].setting_key() == run.setting_key() and all(r.config.train.seed != run.config.train.seed for r in g)), None)
+        if home is None:
+            groups.append([run])
+        else:
+            home.append(run)
     out = []
-    for members in groups.values():
-        label = re.sub(r"[-_]s(eed)?\d+$", "", members[0].path.resolve().name) or members[0].config.suite
+    for members in groups:
+        label = re.sub(r"[-_]s(eed)?\d+(-\d{8}-\d{6}(-\d+)?)?$", "", members[0].path.resolve().name) or members[0].config.suite
         out.append(RunGroup(label, members))
     labels = [g.label for g in out]
-    for g in out:  # disambiguate equal labels
+    for g in out:  # disambiguate equal labels: by setting, then by directory
         if labels.count(g.label) > 1:
             g.label = f"{g.label} ({g.runs[0].setting_key()[:6]})"
+    labels = [g.label for g in out]
+    for g in out:
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label} [{g.runs[0].path.resolve().name}]"
     return out

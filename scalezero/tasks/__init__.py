@@ -6,6 +6,7 @@ fails with the list of registered names.
 
 from __future__ import annotations
 
+from scalezero.config import ConfigError
 from scalezero.tasks.base import OBS_KINDS, SuiteLayout, Task, TaskSpec, make_layout
 from scalezero.tasks.vector import EnvBatch, StepResult
 
@@ -75,10 +76,19 @@ def unknown_task_message(name: str) -> str:
     )
 
 
+class UnknownTaskError(ConfigError, KeyError):
+    """No task is registered under this name (a :class:`~scalezero.config.ConfigError`, and a
+    ``KeyError`` for code that looks tasks up like a mapping)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def get_task(name: str) -> Task:
-    """The registered task called ``name``; raises KeyError naming the closest alternatives."""
+    """The registered task called ``name``; raises :class:`UnknownTaskError` naming the
+    closest alternatives."""
     if name not in _REGISTRY:
-        raise KeyError(unknown_task_message(name))
+        raise UnknownTaskError(unknown_task_message(name))
     return _REGISTRY[name]
 
 

@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import itertools
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ MAX_ACTIONS = 64
 
 class TaskDefinitionError(ValueError):
     """A custom task cannot be built; the message names the task and what to change."""
+
+
+def _describe(exc: BaseException, path: Path | None) -> str:
+    """``"SyntaxError at line 3: invalid syntax"`` or ``"ValueError at line 7: ..."``: the
+    error a user's module raised, with the line of ``path`` (when given) where it happened."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError at line {exc.lineno}: {exc.msg}"
+    line = None
+    if path is not None:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path]
+        line = frames[-1].lineno if frames else None
+    return f"{type(exc).__name__}{f' at line {line}' if line else ''}: {exc}"
 
 
 def load_entry_point(entry_point: str) -> Callable[..., Any]:
@@ -60,12 +73,16 @@ def load_entry_point(entry_point: str) -> Callable[..., Any]:
                 assert spec is not None and spec.loader is not None
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
-                spec.loader.exec_module(module)
+                try:
+                    spec.loader.exec_module(module)
+                except Exception as exc:  # the user's file: its own error, in one line
+                    del sys.modules[name]
+                    raise TaskDefinitionError(f"entry_point {entry_point!r}: importing {path} failed: {_describe(exc, path)}") from None
         else:
             try:
                 module = importlib.import_module(module_part)
-            except ImportError as exc:
-                raise TaskDefinitionError(f"entry_point {entry_point!r}: cannot import {module_part!r} ({exc})") from None
+            except Exception as exc:
+                raise TaskDefinitionError(f"entry_point {entry_point!r}: cannot import {module_part!r} ({_describe(exc, None)})") from None
         if not hasattr(module, attr):
             raise TaskDefinitionError(f"entry_point {entry_point!r}: {module_part} has no attribute {attr!r}")
         return getattr(module, attr)

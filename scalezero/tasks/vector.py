@@ -50,6 +50,10 @@ class ObservationShapeError(ValueError):
     """A task's env returned an observation that does not match its spec (a bug in the task)."""
 
 
+class EnvReplayMismatch(RuntimeError):
+    """An env copy rebuilt from its seed and actions did not reach its saved state."""
+
+
 class EnvTimeout(RuntimeError):
     """An env copy's ``step``/``reset`` ran past ``step_timeout_s``."""
 
@@ -105,6 +109,10 @@ class EnvBatch:
         self.crashes = 0
         self.factory = (task.make_eval_env if evaluation else None) or task.make_env
         self.envs = [self.factory(seed + i) for i in range(num_envs)]
+        # Each copy's seed and every action it took since it was built: enough to rebuild it
+        # exactly (state_dict / load_state_dict) where the env is deterministic given its seed.
+        self._seeds = [seed + i for i in range(num_envs)]
+        self._actions: list[list] = [[] for _ in range(num_envs)]
         limit = task.spec.max_episode_steps
         self.max_episode_steps = min(x for x in (limit, max_episode_steps) if x) if (limit or max_episode_steps) else None
         self._returns = np.zeros(num_envs, dtype=np.float64)
@@ -145,7 +153,9 @@ class EnvBatch:
             self.envs[i].close()
         except Exception:  # a broken env may fail to close as well; it is dropped either way
             pass
-        self.envs[i] = self.factory(self.seed + i + 7919 * self.crashes)
+        self._seeds[i] = self.seed + i + 7919 * self.crashes
+        self._actions[i] = []
+        self.envs[i] = self.factory(self._seeds[i])
         with _time_limit(self.step_timeout_s):
             return self._checked(self.envs[i].reset(), "reset")
 
@@ -184,9 +194,11 @@ class EnvBatch:
                 obs[i] = self.obs[i]
                 continue
             error: BaseException | None = None
+            action = actions[i].copy() if continuous else int(actions[i])
+            self._actions[i].append(action)
             try:
                 with _time_limit(self.step_timeout_s):
-                    o, r, term, trunc = env.step(actions[i] if continuous else int(actions[i]))
+                    o, r, term, trunc = env.step(action)
                     if has_success:
                         self._success[i] |= bool(env.is_success())
                 o = self._checked(o, "step")
@@ -214,6 +226,76 @@ class EnvBatch:
         self.obs = obs
         self.legal = legal
         return StepResult(obs, reward, terminated, truncated, final_obs, ep_return, ep_length, ep_success, legal)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What rebuilds every copy exactly (:meth:`load_state_dict`): its seed and the actions
+        it took since it was built, the running episodes' counters and the current observations."""
+        logs = [np.asarray(a, dtype=np.float32 if self.task.spec.continuous else np.int64) for a in self._actions]
+        width = (self.task.spec.action_dim,) if self.task.spec.continuous else ()
+        return {
+            "seeds": np.asarray(self._seeds, dtype=np.int64),
+            "action_counts": np.asarray([len(a) for a in logs], dtype=np.int64),
+            "actions": np.concatenate([a.reshape((-1,) + width) for a in logs]),
+            "returns": self._returns.copy(),
+            "lengths": self._lengths.copy(),
+            "success": self._success.copy(),
+            "obs": self.obs.copy(),
+            "crashes": np.asarray([self.crashes], dtype=np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Rebuild every copy as :meth:`state_dict` saw it: built from its seed again and stepped
+        through its recorded actions (episode ends and resets included). An env that does not
+        follow its seed ends in another state: :class:`EnvReplayMismatch` names the task, and
+        the copies are left as they were."""
+        counts = state["action_counts"]
+        if counts.shape != (self.num_envs,):
+            raise ValueError(f"task {self.task.spec.name!r}: the saved state has {counts.shape[0]} env copies, this batch {self.num_envs}")
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        rebuilt = []
+        try:
+            for i in range(self.num_envs):
+                env = self.factory(int(state["seeds"][i]))
+                rebuilt.append(env)
+                obs = self._replay(env, state["actions"][bounds[i] : bounds[i + 1]])
+                if not np.array_equal(obs, state["obs"][i]):
+                    raise EnvReplayMismatch(
+                        f"task {self.task.spec.name!r}: env copy {i} rebuilt from its seed and {int(counts[i])} actions "
+                        "does not reach the saved observation (the env does not follow its seed)"
+                    )
+        except BaseException:
+            for env in rebuilt:
+                env.close()
+            raise
+        for env in self.envs:
+            env.close()
+        self.envs = rebuilt
+        self._seeds = [int(x) for x in state["seeds"]]
+        self._actions = [
+            [a.copy() if self.task.spec.continuous else int(a) for a in state["actions"][bounds[i] : bounds[i + 1]]] for i in range(self.num_envs)
+        ]
+        self._returns[...] = state["returns"]
+        self._lengths[...] = state["lengths"]
+        self._success[...] = state["success"]
+        self.crashes = int(state["crashes"][0])
+        self.obs = np.stack([self._checked(o, "reset") for o in state["obs"]])
+        self.legal = np.stack([self._legal_of(i) for i in range(self.num_envs)])
+
+    def _replay(self, env: Any, actions: np.ndarray) -> np.ndarray:
+        """Reset ``env`` and step it through ``actions`` the way :meth:`step` does (resetting
+        where an episode ends or reaches the cap); returns the observation it ends on."""
+        obs = self._checked(env.reset(), "reset")
+        length = 0
+        continuous = self.task.spec.continuous
+        for action in actions:
+            obs, _, term, trunc = env.step(action.copy() if continuous else int(action))
+            if self.task.spec.success_metric:
+                env.is_success()
+            length += 1
+            if term or trunc or (self.max_episode_steps is not None and length >= self.max_episode_steps):
+                obs, length = env.reset(), 0
+            obs = self._checked(obs, "step")
+        return obs
 
     def _reset(self, i: int) -> np.ndarray:
         try:

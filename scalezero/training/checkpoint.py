@@ -94,6 +94,9 @@ def save_checkpoint(
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "model.safetensors"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp / "model.safetensors", 0o666 & ~umask)  # safetensors writes 0600; the rest of the run is 0644
     with open(tmp / "model.safetensors", "rb+") as f:
         os.fsync(f.fileno())
     files = ["model.safetensors"]
@@ -132,12 +135,22 @@ def latest_checkpoint(run_dir: Path) -> Path:
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints, and leftover ``*.tmp`` directories."""
+    """Delete all but the newest ``keep`` checkpoints, leftover ``*.tmp`` directories and
+    checkpoint folders without a manifest (what an interrupted delete leaves). Each old
+    checkpoint is first renamed to ``*.tmp`` (one atomic step), so a delete cut short leaves
+    a leftover the next prune removes, never a half-deleted checkpoint under its own name."""
     folder = Path(run_dir) / "checkpoints"
+    if not folder.exists():
+        return
     for leftover in folder.glob("*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
+    for broken in folder.iterdir():
+        if broken.is_dir() and NAME.match(broken.name) and not (broken / "MANIFEST.json").exists():
+            shutil.rmtree(broken, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = old.with_name(f"{old.name}.deleting.tmp")
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def verify_checkpoint(path: Path) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
+from scalezero.tasks.vector import EnvReplayMismatch
 from scalezero.training.acting import ContextHistory, search_actions
 
 
@@ -24,17 +26,15 @@ class Collector:
         layout: SuiteLayout,
         config: Config,
         device: torch.device,
-        env_seed_offset: int = 0,
         task_ids: list[int] | None = None,
     ) -> None:
-        """``env_seed_offset`` shifts every env copy's seed (a resumed run plays new episodes);
-        ``task_ids`` limits the collector to some of the suite's tasks (a distributed rank's share)."""
+        """``task_ids`` limits the collector to some of the suite's tasks (a distributed rank's share)."""
         own = set(range(len(tasks)) if task_ids is None else task_ids)
         self.layout = layout
         self.config = config
         self.device = device
         train = config.train
-        base = train.seed * 10_000 + env_seed_offset
+        base = train.seed * 10_000
         self.envs = {
             i: EnvBatch(t, train.num_envs, seed=base + 1_000 * i, step_timeout_s=train.env_step_timeout_s)
             for i, t in enumerate(tasks)
@@ -56,6 +56,40 @@ class Collector:
         }
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything of the acting side a checkpoint needs besides replay: per task its env
+        copies (:meth:`EnvBatch.state_dict`) and context histories, keyed ``env<t>.<name>``
+        and ``history<t>.<name>``."""
+        arrays = {}
+        for t, batch in self.envs.items():
+            arrays.update({f"env{t}.{k}": v for k, v in batch.state_dict().items()})
+            h = self.histories[t]
+            arrays.update({f"history{t}.obs": h.obs, f"history{t}.actions": h.actions, f"history{t}.valid": h.valid})
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> list[int]:
+        """Restore :meth:`state_arrays`; returns the tasks whose envs could not be rebuilt
+        exactly (saved without env state, or an env that does not follow its seed): those
+        keep fresh copies, seeded apart from the saved ones, and a fresh context."""
+        inexact = []
+        for t, batch in self.envs.items():
+            state = {k[len(f"env{t}.") :]: v for k, v in arrays.items() if k.startswith(f"env{t}.")}
+            try:
+                if not state:
+                    raise EnvReplayMismatch("the checkpoint has no env state")
+                batch.load_state_dict(state)
+            except EnvReplayMismatch as exc:
+                warnings.warn(f"{exc}; its running episodes end at the checkpoint and new ones start", RuntimeWarning, stacklevel=2)
+                inexact.append(t)
+                continue
+            self.histories[t] = ContextHistory.from_arrays(*(arrays[f"history{t}.{k}"].copy() for k in ("obs", "actions", "valid")))
+        for t in inexact:
+            batch = self.envs[t]
+            batch.close()
+            self.envs[t] = EnvBatch(batch.task, batch.num_envs, seed=batch.seed + 7919 * 10_000, step_timeout_s=batch.step_timeout_s)
+            self.histories[t] = ContextHistory(self.layout.pad_obs(t, self.envs[t].obs), self.config.train.context_steps, self.layout.action_dim)
+        return inexact
 
     def env_crashes(self) -> dict[int, int]:
         """Env copies restarted after raising or hanging, per task id."""

@@ -74,10 +74,11 @@ class TrainingConsole:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            TextColumn("[cyan]{task.fields[activity]}"),
             console=self.console,
         )
         total = self.config.train.env_steps * self.layout.num_tasks
-        self.task_id = self.progress.add_task("train", total=total)
+        self.task_id = self.progress.add_task("train", total=total, activity="")
         self.live = Live(Group(self.progress, self.status), console=self.console, refresh_per_second=4)
         self.live.start()
 
@@ -95,6 +96,16 @@ class TrainingConsole:
             f"latest eval (greedy): {evals or '-'}"
         )
         self.progress.update(self.task_id, completed=env_steps)
+
+    def activity(self, text: str) -> None:
+        """What the run is doing besides stepping (``"evaluating: 12/64 episodes"``, ``"writing
+        checkpoint"``), shown beside the bar while it lasts; ``""`` clears it."""
+        if self.progress is not None:
+            self.progress.update(self.task_id, activity=text)
+
+    def evaluation_progress(self, finished: int, total: int) -> None:
+        """``evaluate``'s ``on_episode`` callback: episodes counted so far."""
+        self.activity(f"evaluating: {finished}/{total} episodes")
 
     def stop(self) -> None:
         if self.live is not None:

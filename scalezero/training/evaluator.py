@@ -25,6 +25,26 @@ def eval_episode_cap(task: Task, eval_max_steps: int) -> int:
     return eval_max_steps or task.spec.max_episode_steps or NO_LIMIT_CAP
 
 
+def random_policy_returns(task: Task, episodes: int, cap: int, seed: int = 0, step_timeout_s: float = 0.0) -> np.ndarray:
+    """Returns of ``episodes`` episodes of a uniformly random legal policy, each cut at ``cap``
+    steps like an evaluation episode: the reference a capped evaluation compares with
+    (continuous tasks: actions uniform in [-1, 1] per dimension)."""
+    batch = EnvBatch(task, episodes, seed=seed, max_episode_steps=cap, step_timeout_s=step_timeout_s)
+    returns = np.full(episodes, np.nan)
+    rng = np.random.default_rng(seed)
+    spec = task.spec
+    while np.isnan(returns).any():
+        if spec.continuous:
+            actions = rng.uniform(-1.0, 1.0, (episodes, spec.action_dim))
+        else:
+            actions = (rng.random(batch.legal.shape) * batch.legal).argmax(axis=1)  # uniform over each copy's legal actions
+        step = batch.step(actions)
+        first = step.done & np.isnan(returns)
+        returns[first] = step.episode_return[first]
+    batch.close()
+    return returns
+
+
 def evaluate(
     model: WorldModel,
     tasks: list[Task],

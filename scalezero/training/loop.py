@@ -33,7 +33,8 @@ from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
 from scalezero.training.metrics import MetricsLogger
-from scalezero.training.run_state import LoopState, close_interrupted_episodes, restore_run, save_run
+from scalezero.training.run_dir import claim_run_dir
+from scalezero.training.run_state import LoopState, restore_run, save_run
 from scalezero.training.weighting import difficulty_weights, task_progress
 
 
@@ -129,15 +130,19 @@ def _stop_signals():
             signal.signal(sig, handler)
 
 
-def train(config: Config, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> RunResult:
+def train(config: Config, run_dir: str | Path, show_progress: bool = True, resume: bool = False, overwrite: bool = False) -> RunResult:
     """Train one model on the config's suite; write everything to ``run_dir``.
 
     With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (a damaged
-    newest checkpoint is reported and the one before it used). SIGINT/SIGTERM write a final
-    checkpoint and raise :class:`TrainingInterrupted`.
+    newest checkpoint is reported and the one before it used). A new run refuses a directory
+    that holds a run already, unless ``overwrite`` (:func:`~scalezero.training.run_dir.claim_run_dir`;
+    with several processes the launcher claims it). SIGINT/SIGTERM write a final checkpoint and
+    raise :class:`TrainingInterrupted`.
     """
     train_cfg = config.train
     run_dir = Path(run_dir)
+    if not resume and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
     torch.set_num_threads(train_cfg.torch_threads or os.cpu_count() or 1)
@@ -145,7 +150,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     tasks, layout = resolve_tasks(config)
     names = [t.spec.name for t in tasks]
     rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
-    checkpoint = _resume_point(run_dir if rank == 0 else run_dir / f"rank{rank}") if resume else None
+    candidates = _resume_points(run_dir if rank == 0 else run_dir / f"rank{rank}") if resume else []
     save_config(config, run_dir / "config.yaml")  # every rank: machines need not share a disk
 
     all_ids = list(range(len(tasks)))
@@ -156,8 +161,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         raise ConfigError("train.cluster_every is not supported with several processes yet (each rank sees only its tasks' gradients)")
     rank_dir = run_dir if info.is_main else run_dir / f"rank{info.rank}"  # each rank keeps its own replay
     model = build_model(config, layout, device)
-    resumes = _peek_resumes(checkpoint)
-    collector = Collector(tasks, layout, config, device, env_seed_offset=7919 * resumes, task_ids=own)
+    collector = Collector(tasks, layout, config, device, task_ids=own)
     learner = Learner(model, layout, config, device)
     if info.enabled:
         broadcast_parameters(model)
@@ -166,9 +170,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     logger = MetricsLogger(rank_dir, names)
     console = TrainingConsole(config, layout, model, device, enabled=show_progress and info.is_main)
     dps = DPSController([t.spec for t in tasks], config.model.lora_stages, config.dps) if config.dps.enabled else None
-    if checkpoint is not None:
-        loop, env_obs = restore_run(checkpoint, learner, collector, dps, logger)
-        close_interrupted_episodes(collector, env_obs)
+    if resume:
+        loop = _restore_newest(candidates, learner, collector, dps, logger)
     else:
         loop = LoopState(next_eval=train_cfg.eval_every, next_ckpt=train_cfg.checkpoint_every, recent_returns={t: [] for t in all_ids})
     budget = train_cfg.env_steps
@@ -255,7 +258,10 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
                 with phases("evaluate"):
-                    loop.latest_eval = sync.evaluation(evaluate(model, tasks, layout, config, device, task_ids=own), len(tasks))
+                    console.activity("evaluating")
+                    results = evaluate(model, tasks, layout, config, device, task_ids=own, on_episode=console.evaluation_progress)
+                    loop.latest_eval = sync.evaluation(results, len(tasks))
+                    console.activity("")
                 logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=phases.last)
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
@@ -263,7 +269,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             if progress_steps >= loop.next_ckpt or finished:
                 loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
                 with phases("checkpoint"):
+                    console.activity("writing checkpoint")
                     checkpoint_now()
+                    console.activity("")
             if sync.any(stop["stop"]) and not finished:
                 raise TrainingInterrupted(checkpoint_now())
             stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
@@ -310,27 +318,33 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     return result
 
 
-def _resume_point(run_dir: Path) -> Path:
-    """The newest checkpoint that verifies; damaged newer ones are reported and skipped."""
+def _resume_points(run_dir: Path) -> list[Path]:
+    """The run's checkpoints that verify, newest first; damaged ones are reported and skipped."""
     candidates = list_checkpoints(run_dir)
     if not candidates:
         raise CheckpointError(f"cannot resume: no checkpoint in {run_dir / 'checkpoints'}")
+    intact = []
     for path in reversed(candidates):
         try:
             verify_checkpoint(path)
-            return path
+            intact.append(path)
         except CheckpointError as exc:
-            warnings.warn(f"{exc}; trying an older checkpoint", RuntimeWarning, stacklevel=2)
-    raise CheckpointError(f"cannot resume: every checkpoint in {run_dir / 'checkpoints'} is damaged")
+            warnings.warn(f"{exc}; trying an older checkpoint", RuntimeWarning, stacklevel=3)
+    if not intact:
+        raise CheckpointError(f"cannot resume: every checkpoint in {run_dir / 'checkpoints'} is damaged")
+    return intact
 
 
-def _peek_resumes(checkpoint: Path | None) -> int:
-    """How many times the run was resumed before (to seed the fresh env copies differently)."""
-    if checkpoint is None:
-        return 0
-    import json
-
-    return int(json.loads((checkpoint / "state.json").read_text())["state"]["loop"]["resumes"]) + 1
+def _restore_newest(candidates: list[Path], learner: Learner, collector: Collector, dps: DPSController | None, logger: MetricsLogger) -> LoopState:
+    """Restore the newest of ``candidates`` whose content loads (its checksums passed, but it
+    may still not fit this run); every restore overwrites all it touches, so a failed one
+    leaves nothing behind for the next."""
+    for path in candidates:
+        try:
+            return restore_run(path, learner, collector, dps, logger)
+        except (CheckpointError, ValueError, KeyError) as exc:
+            warnings.warn(f"cannot restore {path.name} ({type(exc).__name__}: {exc}); trying an older checkpoint", RuntimeWarning, stacklevel=3)
+    raise CheckpointError(f"cannot resume: no checkpoint in {candidates[0].parent} could be restored")
 
 
 def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, config: Config) -> None:

@@ -1,11 +1,14 @@
 """Everything a run needs to continue after a crash: what goes into a checkpoint and back.
 
-A checkpoint holds the networks and optimiser (tensors), every task's replay buffer and the
-observation each env copy was about to act on (compressed arrays), and as JSON: the loop's
-clocks, step counters, learner counters, every random generator's state, the DPS controller
-and the metrics history. Environments themselves cannot be saved: on resume every copy starts a
-fresh episode (with new seeds), and the episodes that were running are closed in replay as
-truncated at the observation saved with the checkpoint, so no stored step is lost or altered.
+A checkpoint holds the networks and optimiser (tensors), every task's replay buffer, each
+env copy's seed and the actions it took, the context histories the search acts from
+(compressed arrays), and as JSON: the loop's clocks, step counters, learner counters, every
+random generator's state, the DPS controller and the metrics history. Environments cannot be
+pickled, so on resume each copy is built again from its seed and stepped through its actions:
+a single-process run resumed from a checkpoint continues exactly as the run that never stopped
+(same losses, same evaluations). An env that does not follow its seed is detected (the
+rebuilt copy misses the saved observation); its running episodes are then closed in replay
+as truncated, and new ones start with other seeds.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def save_run(
         for name, array in replay.state_dict().items():
             arrays[f"replay{t}.{name}"] = array
         arrays[f"env_obs{t}"] = collector.envs[t].obs
+    arrays.update(collector.state_arrays())
     path = save_checkpoint(run_dir / "checkpoints" / f"ckpt_{env_steps}", learner.model, learner.target, learner.optimizer, state, arrays)
     prune_checkpoints(run_dir, keep)
     return path
@@ -107,11 +111,12 @@ def save_run(
 
 def restore_run(
     path: Path, learner: Learner, collector: Collector, dps: DPSController | None, logger: MetricsLogger
-) -> tuple[LoopState, dict[int, np.ndarray]]:
+) -> LoopState:
     """Load a checkpoint written by :func:`save_run` into freshly built pieces of the same run.
 
-    Returns the loop state and, per task, the observations its env copies were about to act on
-    (to close the episodes that were running, see :func:`close_interrupted_episodes`)."""
+    The env copies are rebuilt where they follow their seeds, so the run goes on exactly as
+    if it had not stopped; elsewhere (:meth:`Collector.load_state_arrays`) the episodes that
+    were running end at the checkpoint, truncated, and new ones start."""
     state = load_checkpoint(path, learner.model, learner.target, learner.optimizer, restore_rng=True)
     arrays = load_arrays(path)
     for t, replay in collector.replays.items():
@@ -134,10 +139,6 @@ def restore_run(
     logger.train_rows = list(state["metrics"]["train"])
     loop = LoopState.from_json(state["loop"])
     loop.resumes += 1
-    return loop, {t: arrays[f"env_obs{t}"] for t in collector.replays}
-
-
-def close_interrupted_episodes(collector: Collector, env_obs: dict[int, np.ndarray]) -> None:
-    """The episodes running at checkpoint time end there, truncated: their envs are gone."""
-    for t, replay in collector.replays.items():
-        replay.close_open_episodes(env_obs[t])
+    for t in collector.load_state_arrays(arrays):
+        collector.replays[t].close_open_episodes(arrays[f"env_obs{t}"])
+    return loop

@@ -163,7 +163,9 @@ def generate_game(level: str | Level, seed: int, name: str | None = None) -> Gam
     the same arguments always give the same game."""
     if isinstance(level, str):
         if level not in LEVELS:
-            raise KeyError(f"unknown text-game level {level!r}; levels: {', '.join(LEVELS)}")
+            from scalezero.config import ConfigError
+
+            raise ConfigError(f"unknown text-game level {level!r}; levels: {', '.join(LEVELS)}")
         level = LEVELS[level]
     _check_level(level)
     rng = StableRandom(seed * 1_000_003 + zlib.crc32(level.name.encode()))
