@@ -324,3 +324,34 @@ def test_nan_losses_are_skipped_then_rolled_back(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     assert all(torch.isfinite(v).all() for k, v in load_file(str(model_file)).items() if v.is_floating_point())
+
+
+def test_a_checkpoint_that_verifies_but_does_not_load_falls_back_to_an_older_one(straight_run, tmp_path):
+    import shutil
+
+    run = _resume_copy(straight_run, "ckpt_80", tmp_path / "resumed")
+    shutil.copytree(straight_run / "checkpoints" / "ckpt_120", run / "checkpoints" / "ckpt_120")
+    state = json.loads((run / "checkpoints" / "ckpt_120" / "state.json").read_text())
+    del state["state"]["learner"]  # intact bytes (the manifest is rewritten), unusable content
+    (run / "checkpoints" / "ckpt_120" / "state.json").write_text(json.dumps(state))
+    _rewrite_manifest(run / "checkpoints" / "ckpt_120")
+    with pytest.warns(RuntimeWarning, match="cannot restore ckpt_120 .*trying an older checkpoint"):
+        train(config_from_dict(EXACT), run, show_progress=False, resume=True)
+    _assert_same_run(straight_run, run)  # from ckpt_80 on, still the same run
+
+
+def test_prune_clears_what_an_interrupted_delete_leaves_and_files_share_one_mode(straight_run, tmp_path):
+    import shutil
+    import stat
+
+    from scalezero.training.checkpoint import prune_checkpoints
+
+    run = tmp_path / "run"
+    shutil.copytree(straight_run / "checkpoints", run / "checkpoints")
+    half_deleted = run / "checkpoints" / "ckpt_40"
+    (half_deleted / "MANIFEST.json").unlink()  # a delete cut short after the manifest went
+    (run / "checkpoints" / "ckpt_160.deleting.tmp").mkdir()
+    prune_checkpoints(run, keep=2)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt_160", "ckpt_200"]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (straight_run / "checkpoints" / "ckpt_200").iterdir()}
+    assert len(set(modes.values())) == 1, modes  # model.safetensors is not 0600 beside 0644 files
