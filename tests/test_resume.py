@@ -92,9 +92,10 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert len(list_checkpoints(run)) == 2  # keep_checkpoints
 
 
-#: One classic and one MinAtar task, one torch thread (bitwise repeatable), a checkpoint
-#: every 40 steps, all kept.
+#: One torch thread (bitwise repeatable), a checkpoint every 40 steps, all kept; the tasks of
+#: the classic suite or two MinAtar games.
 EXACT = {**TINY, "train": {**TINY["train"], "env_steps": 200, "replay_ratio": 1.0, "eval_every": 80, "checkpoint_every": 40, "keep_checkpoints": 100, "torch_threads": 1}}
+EXACT_TASKS = {"classic": ["cartpole", "acrobot"], "minatar": ["minatar-breakout", "minatar-asterix"]}
 
 
 def _timeless(rows: list[dict]) -> list[dict]:
@@ -133,11 +134,16 @@ def _resume_copy(straight: Path, checkpoint: str, into: Path) -> Path:
     return into
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("straight") / "run"
-    train(config_from_dict(EXACT), run, show_progress=False)
+@pytest.fixture(scope="module", params=sorted(EXACT_TASKS))
+def straight_run(request, tmp_path_factory):
+    run = tmp_path_factory.mktemp(f"straight-{request.param}") / "run"
+    train(config_from_dict({**EXACT, "tasks": EXACT_TASKS[request.param]}), run, show_progress=False)
     return run
+
+
+def _exact_config(run: Path):
+    """The straight run's own configuration (its tasks included)."""
+    return config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
 
 
 @pytest.mark.parametrize("checkpoint", ["ckpt_80", "ckpt_120"])
@@ -147,14 +153,14 @@ def test_resume_reproduces_the_straight_run_exactly(straight_run, tmp_path, chec
     run = _resume_copy(straight_run, checkpoint, tmp_path / "resumed")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no env may fall back to new episodes here
-        train(config_from_dict(EXACT), run, show_progress=False, resume=True)
+        train(_exact_config(straight_run), run, show_progress=False, resume=True)
     _assert_same_run(straight_run, run)
     assert _history(run)[2]["robustness"]["resumes"] == 1
 
 
 def test_sigkill_between_checkpoints_then_resume_is_exact(straight_run, tmp_path):
     suite = tmp_path / "exact.yaml"
-    suite.write_text(yaml.safe_dump(EXACT))
+    suite.write_text((straight_run / "config.yaml").read_text())
     run = tmp_path / "run"
     proc = _cli("--suite", str(suite), "--out", str(run))
     _wait_for_checkpoints(run, 3, proc)
@@ -336,7 +342,7 @@ def test_a_checkpoint_that_verifies_but_does_not_load_falls_back_to_an_older_one
     (run / "checkpoints" / "ckpt_120" / "state.json").write_text(json.dumps(state))
     _rewrite_manifest(run / "checkpoints" / "ckpt_120")
     with pytest.warns(RuntimeWarning, match="cannot restore ckpt_120 .*trying an older checkpoint"):
-        train(config_from_dict(EXACT), run, show_progress=False, resume=True)
+        train(_exact_config(straight_run), run, show_progress=False, resume=True)
     _assert_same_run(straight_run, run)  # from ckpt_80 on, still the same run
 
 
