@@ -7,10 +7,10 @@ that it ends exactly where the same run trained straight through ends.
 The run is the shipped ``classic`` suite (cartpole and acrobot in one model), shortened to
 ``--steps`` env steps per task with a checkpoint every ``--checkpoint-every`` steps and one
 torch thread, so that it is bitwise repeatable. The straight run trains once; the faulty run
-is killed ``--kills`` times, each kill after a random delay (it lands in collection, updates,
-evaluation or a checkpoint write alike; the checkpoint folders are inspected at each kill), and
-restarted with ``scalezero train --resume`` (a kill before the first checkpoint starts the run
-again with ``--overwrite``). Compared: every logged loss, every evaluation (without its timing),
+is killed ``--kills`` times, each a random 0 to ``--max-delay`` seconds after the (re)started
+process wrote a new checkpoint (so it lands in collection, updates, evaluation or the next
+checkpoint write alike; the checkpoint folders are inspected at each kill), and restarted with
+``scalezero train --resume``. Compared: every logged loss, every evaluation (without its timing),
 and the final networks and optimiser state. Writes ``benchmarks/results/faults.json``.
 """
 
@@ -69,13 +69,23 @@ def same_run(a: Path, b: Path) -> dict[str, bool]:
     }
 
 
+def _newest(run: Path) -> int:
+    found = list_checkpoints(run)
+    return int(found[-1].name.removeprefix("ckpt_")) if found else -1
+
+
 def faulty_run(suite_file: Path, run: Path, kills: int, max_delay: float, rng: random.Random) -> list[dict]:
-    """Train into ``run``, SIGKILLed ``kills`` times; returns what each kill met."""
+    """Train into ``run``, SIGKILLed ``kills`` times; returns what each kill met. Each kill
+    waits until the (re)started process has written a checkpoint newer than the one it started
+    from (so the run always gets on), then a random 0 to ``max_delay`` seconds more."""
     events = []
     log = open(run.parent / f"{run.name}.log", "w")  # a file, not a pipe: a full pipe would stall the run
     proc = subprocess.Popen(_command("--suite", str(suite_file), "--out", str(run), "--overwrite"), stderr=log)
     while True:
-        delay = rng.uniform(0.5, max_delay)
+        start = _newest(run)
+        while proc.poll() is None and _newest(run) <= start:
+            time.sleep(0.02)
+        delay = rng.uniform(0.0, max_delay)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -90,20 +100,18 @@ def faulty_run(suite_file: Path, run: Path, kills: int, max_delay: float, rng: r
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         folder = run / "checkpoints"
-        writing = sorted(p.name for p in folder.glob("*.tmp")) if folder.exists() else []
-        newest = list_checkpoints(run)[-1].name if list_checkpoints(run) else None
-        events.append({"after_s": round(delay, 2), "newest_checkpoint": newest, "during_checkpoint_write": bool(writing)})
-        print(f"kill {len(events):2d}/{kills} after {delay:4.1f} s: newest {newest}, writing {writing or '-'}", flush=True)
-        args = ("--resume", str(run)) if list_checkpoints(run) else ("--suite", str(suite_file), "--out", str(run), "--overwrite")
-        proc = subprocess.Popen(_command(*args), stderr=log)
+        writing = sorted(p.name for p in folder.glob("*.tmp"))
+        events.append({"after_checkpoint_s": round(delay, 2), "newest_checkpoint": list_checkpoints(run)[-1].name, "during_checkpoint_write": bool(writing)})
+        print(f"kill {len(events):2d}/{kills} {delay:4.1f} s after a checkpoint: newest {events[-1]['newest_checkpoint']}, writing {writing or '-'}", flush=True)
+        proc = subprocess.Popen(_command("--resume", str(run)), stderr=log)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--steps", type=int, default=3000, help="env steps per task")
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--max-delay", type=float, default=12.0, help="longest wait (s) before a kill")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="env steps per task between checkpoints (each kill needs a new one)")
+    parser.add_argument("--max-delay", type=float, default=4.0, help="longest wait (s) after a new checkpoint before a kill")
     parser.add_argument("--seed", type=int, default=0, help="draws the kill times")
     parser.add_argument("--out", type=Path, default=Path("runs/faults"))
     parser.add_argument("--smoke", action="store_true", help="tiny model, for checking the pipeline")
@@ -123,7 +131,6 @@ def main() -> None:
     result = {
         "kills": len(events),
         "kills_during_checkpoint_write": sum(e["during_checkpoint_write"] for e in events),
-        "kills_before_first_checkpoint": sum(e["newest_checkpoint"] is None for e in events),
         "resumes_recorded": summary["robustness"]["resumes"],
         "identical": equal,
         "straight_wall_s": round(straight_s, 1),
