@@ -174,6 +174,40 @@ def test_sigkill_between_checkpoints_then_resume_is_exact(straight_run, tmp_path
     _assert_same_run(straight_run, run)
 
 
+#: Trains like the CLI, but the process SIGKILLs itself half-way through writing the third
+#: checkpoint's state.json (after model.safetensors and arrays.npz are written).
+_DIE_IN_WRITE = """
+import os, signal, sys
+import scalezero.training.checkpoint as ck
+real = ck._write_synced
+def dying(path, data):
+    if path.parent.name == "ckpt_120.tmp" and path.name == "state.json":
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+ck._write_synced = dying
+from scalezero.cli import main
+sys.exit(main(["train", "--suite", sys.argv[1], "--out", sys.argv[2], "--quiet"]))
+"""
+
+
+def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(straight_run, tmp_path):
+    suite = tmp_path / "exact.yaml"
+    suite.write_text((straight_run / "config.yaml").read_text())
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", _DIE_IN_WRITE, str(suite), str(run)], capture_output=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert (run / "checkpoints" / "ckpt_120.tmp" / "arrays.npz").exists()  # killed inside the write
+    assert latest_checkpoint(run).name == "ckpt_80"
+    done = _cli("--resume", str(run))
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err.decode()
+    assert not (run / "checkpoints" / "ckpt_120.tmp").exists()
+    _assert_same_run(straight_run, run)
+
+
 def test_env_batch_rebuilds_its_copies_from_seeds_and_actions():
     from scalezero.tasks import get_task
 
