@@ -1,0 +1,93 @@
+"""TextWorld games through the task adapter: a game made inside the test run, legal commands
+equal to TextWorld's admissible commands at every step, the walkthrough's score, the shipped
+levels as tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("textworld", reason="TextWorld tasks need textworld==1.7.0 (in the dev extras)")
+
+from scalezero.tasks import get_task, task_families, words  # noqa: E402
+from scalezero.tasks.textworld import OBS_LEN, TW_LEVELS, TextWorldEnv, TWLevel, game_file  # noqa: E402
+
+SMALL = TWLevel(rooms=2, objects=3, quest_length=2, parallel_quests=2, seed=7, max_steps=40, max_commands=64, max_score=2, random_return=0.0)
+
+
+@pytest.fixture(scope="module")
+def small_game(tmp_path_factory):
+    import os
+
+    old = os.environ.get("SCALEZERO_TEXTWORLD_DIR")
+    os.environ["SCALEZERO_TEXTWORLD_DIR"] = str(tmp_path_factory.mktemp("tw-cache"))
+    try:
+        yield game_file(SMALL, name="small")
+    finally:
+        if old is None:
+            del os.environ["SCALEZERO_TEXTWORLD_DIR"]
+        else:
+            os.environ["SCALEZERO_TEXTWORLD_DIR"] = old
+
+
+def test_a_made_game_is_cached_and_reused(small_game):
+    assert small_game.exists() and small_game.parent.name.startswith("small-")
+    stamp = small_game.stat().st_mtime_ns
+    assert game_file(SMALL, name="small") == small_game and small_game.stat().st_mtime_ns == stamp  # not made again
+    assert not [p for p in small_game.parent.parent.iterdir() if p.name.startswith(".")]  # no half-made folder left
+
+
+def test_legal_actions_are_textworld_admissible_commands_at_every_step(small_game):
+    env = TextWorldEnv(small_game, SMALL.max_steps, SMALL.max_commands, name="small")
+    assert list(env.commands) == sorted(env.commands) and len(env.commands) <= SMALL.max_commands
+    rng = np.random.default_rng(0)
+    steps = 0
+    for _ in range(3):
+        obs, done = env.reset(), False
+        while not done:
+            legal = env.legal_actions()
+            assert legal.shape == (SMALL.max_commands,) and not legal[len(env.commands) :].any()
+            assert sorted(env.commands[i] for i in np.flatnonzero(legal)) == sorted(env.admissible_commands())
+            assert obs.shape == (OBS_LEN,) and obs.dtype == np.int64
+            assert words.token_count(env.text) <= OBS_LEN  # nothing truncated
+            obs, reward, term, trunc = env.step(int(rng.choice(np.flatnonzero(legal))))
+            assert reward in (0.0, 1.0)
+            done, steps = term or trunc, steps + 1
+    assert steps >= 10
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+    env.reset()
+    with pytest.raises(ValueError, match="not a command id"):
+        env.step(len(env.commands))
+
+
+def test_the_walkthrough_reaches_the_max_score(small_game):
+    env = TextWorldEnv(small_game, SMALL.max_steps, SMALL.max_commands, name="small")
+    assert env.max_score == SMALL.max_score
+    env.reset()
+    total, term = 0.0, False
+    for command in env.walkthrough:
+        assert env.legal_actions()[env.commands.index(command)], command
+        _, reward, term, _ = env.step(env.commands.index(command))
+        total += reward
+    assert total == env.max_score and term
+    assert "won" in env.transcript()
+    # Deterministic: the same commands play out the same way.
+    first = env.reset()
+    assert np.array_equal(first, env.reset())
+
+
+def test_the_shipped_levels_are_registered_tasks():
+    assert task_families()["textworld"] == [f"textworld-{lv}" for lv in sorted(TW_LEVELS)]
+    spec = get_task("textworld-easy").spec
+    assert spec.obs_kind == "text" and spec.obs_shape == (OBS_LEN,) and spec.target_return == TW_LEVELS["easy"].max_score
+    env = get_task("textworld-easy").make_env(0)  # made (or taken from the cache) and checked against TW_LEVELS
+    env.reset()
+    assert env.legal_actions().shape == (spec.num_actions,)
+
+
+def test_hashed_word_ids_are_stable():
+    ids = words.encode("You see a Box.", 8)
+    assert ids.tolist()[:5] == [words.word_id(w) for w in ("you", "see", "a", "box", ".")] and ids[5:].tolist() == [0, 0, 0]
+    assert all(words.FIRST_ID <= words.word_id(w) < words.VOCAB_SIZE for w in ("a", "zork", "9"))
+    assert words.word_id("box") == 2 + int.from_bytes(__import__("hashlib").blake2b(b"box", digest_size=8).digest(), "little") % (words.VOCAB_SIZE - 2)
