@@ -401,7 +401,8 @@ class TaskEntry:
     """Your env: ``path/to/file.py:Factory`` (relative to the suite file), ``package.module:Factory``
     or a registered Gymnasium id. ``Factory(**kwargs)`` must return a Gymnasium env."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of ``entry_point``'s factory."""
+    """Keyword arguments of ``entry_point``'s factory, or the options a built-in task takes
+    (``jericho-*``: ``game_dir``, the folder of the game files)."""
     random_return: float | None = None
     """Mean return of a uniformly random policy, where known (reports, difficulty weighting)."""
     max_episode_steps: int | None = None
@@ -421,7 +422,12 @@ class TaskEntry:
                 from scalezero.tasks import unknown_task_message
 
                 raise ConfigError(f"tasks[].name: {unknown_task_message(self.name)}; or give an entry_point for your own env")
-            _check(not self.kwargs, f"{where}.kwargs", "empty without an entry_point", self.kwargs)
+            from scalezero.tasks import get_task
+
+            options = get_task(self.name).options
+            unknown = sorted(set(self.kwargs) - set(options))
+            allowed = f"keys drawn from {list(options)}" if options else "empty (this task takes no options) without an entry_point"
+            _check(not unknown, f"{where}.kwargs", allowed, self.kwargs)
             return
         _check(self.name not in names, f"{where}.name", "a name that is not a built-in task when entry_point is given", self.name)
         _check(self.target_return is not None, f"{where}.target_return", "a number (required with entry_point)", self.target_return)

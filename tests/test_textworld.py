@@ -91,3 +91,60 @@ def test_hashed_word_ids_are_stable():
     assert ids.tolist()[:5] == [words.word_id(w) for w in ("you", "see", "a", "box", ".")] and ids[5:].tolist() == [0, 0, 0]
     assert all(words.FIRST_ID <= words.word_id(w) < words.VOCAB_SIZE for w in ("a", "zork", "9"))
     assert words.word_id("box") == 2 + int.from_bytes(__import__("hashlib").blake2b(b"box", digest_size=8).digest(), "little") % (words.VOCAB_SIZE - 2)
+
+
+# -- Jericho ---------------------------------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+GAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "jericho"
+needs_905 = pytest.mark.skipif(not (GAMES / "905.z5").is_file(), reason=f"the Jericho game 9:05 is not at {GAMES / '905.z5'} (not downloadable at test time)")
+
+
+@needs_905
+def test_905_walkthrough_through_the_adapter_scores_1_and_each_command_is_legal():
+    from scalezero.tasks.jericho import make_jericho_env
+
+    env = make_jericho_env("905", game_dir=str(GAMES))
+    env.reset()
+    walkthrough, total, found, literal = env.walkthrough(), 0.0, 0, 0
+    for command in walkthrough:
+        assert env.legal_actions().sum() == len(env.legal_commands()) >= 1
+        literal += command in env.legal_commands()
+        slot = env.same_effect(command)  # "s" is legal as "south"
+        assert slot is not None, (command, env.legal_commands())
+        found += 1
+        _, reward, term, trunc = env.step(slot)
+        total += reward
+    assert found == len(walkthrough) == 22 and total == 1.0 and term
+    assert literal >= 6  # the rest are legal in Jericho's own words (south for s, put on watch for wear watch)
+    assert "won: score 1 of 1" in env.transcript()
+
+
+def test_jericho_game_folder_from_the_suite_or_the_environment(tmp_path, monkeypatch):
+    from scalezero.config import ConfigError, config_from_dict
+    from scalezero.tasks.jericho import make_jericho_env
+
+    monkeypatch.delenv("SCALEZERO_JERICHO_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"needs the game file 905.z5: set \$SCALEZERO_JERICHO_DIR"):
+        make_jericho_env("905")
+    with pytest.raises(FileNotFoundError, match=f"no game file {tmp_path / '905.z5'}"):
+        make_jericho_env("905", game_dir=str(tmp_path))
+    monkeypatch.setenv("SCALEZERO_JERICHO_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="download the suite themselves"):
+        make_jericho_env("905")
+    with pytest.raises(ConfigError, match=r"tasks\[jericho-905\].kwargs.*keys drawn from \['game_dir'\]"):
+        config_from_dict({"tasks": [{"name": "jericho-905", "kwargs": {"folder": "x"}}]})
+    with pytest.raises(ConfigError, match=r"tasks\[cartpole\].kwargs.*takes no options"):
+        config_from_dict({"tasks": [{"name": "cartpole", "kwargs": {"game_dir": "x"}}]})
+
+
+@needs_905
+def test_a_suite_entry_passes_the_game_folder_to_the_env():
+    from scalezero.config import config_from_dict
+    from scalezero.training.loop import resolve_tasks
+
+    config = config_from_dict({"tasks": [{"name": "jericho-905", "kwargs": {"game_dir": str(GAMES)}}]})
+    (task,), layout = resolve_tasks(config)
+    env = task.make_env(0)
+    obs = env.reset()
+    assert obs.shape == layout.obs_shapes["text"] and "phone rings" in env.text

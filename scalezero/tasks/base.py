@@ -170,12 +170,16 @@ def make_layout(specs: list[TaskSpec] | tuple[TaskSpec, ...]) -> SuiteLayout:
 class Task:
     """A registered task: its spec and a factory of fresh environment copies.
 
-    ``make_env(seed)`` returns an env following the protocol in this module's docstring.
+    ``make_env(seed)`` returns an env following the protocol in this module's docstring; a
+    suite entry's ``kwargs`` (keys of ``options``) are passed on as keyword arguments.
     ``make_eval_env(seed)``, when given, builds the copies evaluation plays (e.g. Atari
     without the training-only end of episode at a lost life); otherwise evaluation uses
     ``make_env`` too.
     """
 
     spec: TaskSpec
-    make_env: Callable[[int], Any]
-    make_eval_env: Callable[[int], Any] | None = None
+    make_env: Callable[..., Any]
+    make_eval_env: Callable[..., Any] | None = None
+    options: tuple[str, ...] = ()
+    """Keyword arguments ``make_env(seed, **kwargs)`` accepts from a suite entry's ``kwargs``
+    (e.g. a Jericho game's ``game_dir``)."""

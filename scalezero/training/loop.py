@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import random
 import signal
@@ -63,6 +64,12 @@ def resolve_tasks(config: Config) -> tuple[list[Task], SuiteLayout]:
             tasks.append(cached_gymnasium_task(entry))
             continue
         task = get_task(entry.name)
+        if entry.kwargs:
+            bind = functools.partial
+            task = dataclasses.replace(
+                task, make_env=bind(task.make_env, **entry.kwargs),
+                make_eval_env=bind(task.make_eval_env, **entry.kwargs) if task.make_eval_env else None,
+            )  # fmt: skip
         if entry.target_return is not None:
             task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, target_return=entry.target_return))
         tasks.append(task)

@@ -1,0 +1,127 @@
+"""Text games made by TextWorld (the ``textworld4`` suite), in one model: greedy returns against
+random legal play, measured by the same script.
+
+    python benchmarks/text_games.py --seeds 0 1 --parallel 2 --steps 10000   # hours on 2 CPU cores
+    python benchmarks/text_games.py --smoke --out /tmp/tg_smoke              # tiny settings, minutes
+
+Each seed trains the shipped ``textworld4`` suite for ``--steps`` env steps per game (one torch
+thread), evaluated on 8 greedy episodes every quarter of the budget. Random legal play: 200
+episodes per game of uniformly random admissible commands (``random_policy_returns``, episodes
+run to the game's step cap like an evaluation episode). Targets: the maximum score on the two
+easiest games, more than random on all four. Writes ``benchmarks/results/text_games.json`` and
+``.png``; runs are archived like the other training benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, run_all, save_outputs
+
+RANDOM_EPISODES = 200
+SMOKE = {
+    "model": SMOKE_MODEL,
+    "search": {"num_simulations": 4},
+    "train": {"learning_starts": 40, "eval_episodes": 2, "batch_size": 4, "num_envs": 2},
+}
+
+
+def suite(steps: int, smoke: bool = False) -> dict:
+    base = yaml.safe_load((ROOT / "scalezero" / "suites" / "textworld4.yaml").read_text())
+    base = merge(base, {"train": {"env_steps": steps, "eval_every": max(steps // 4, 1), "checkpoint_every": steps}})
+    return merge(base, SMOKE) if smoke else base
+
+
+def random_returns(episodes: int) -> dict[str, float]:
+    from scalezero.tasks import get_task
+    from scalezero.training.evaluator import random_policy_returns
+
+    names = [t["name"] for t in yaml.safe_load((ROOT / "scalezero" / "suites" / "textworld4.yaml").read_text())["tasks"]]
+    out = {}
+    for name in names:
+        task = get_task(name)
+        out[name] = float(random_policy_returns(task, episodes, task.spec.max_episode_steps).mean())
+    return out
+
+
+def summarise(runs: list[dict], random: dict[str, float]) -> dict:
+    from scalezero.tasks import get_task
+
+    games = {}
+    for game, rand in random.items():
+        returns = [m["summary"]["final_eval"][game]["return_mean"] for m in runs]
+        games[game] = {
+            "returns": returns,
+            "return_mean": float(np.mean(returns)),
+            "random_return": rand,
+            "max_score": get_task(game).spec.target_return,
+            "curve": [[(r["env_steps"], r["return_mean"]) for r in m["eval"] if r["task"] == game] for m in runs],
+        }
+    easiest = list(games)[:2]
+    return {
+        "games": games,
+        "wall_s": [m["summary"]["wall_s"] for m in runs],
+        "targets": {
+            "max_score_on_the_two_easiest": {g: min(games[g]["returns"]) >= games[g]["max_score"] for g in easiest},
+            "beats_random_on_all": {g: v["return_mean"] > v["random_return"] for g, v in games.items()},
+        },
+    }
+
+
+def markdown_table(result: dict) -> str:
+    lines = ["| game | greedy return: mean (seeds) | random legal play | max score |", "|---|---|---|---|"]
+    for game, g in result["games"].items():
+        seeds = ", ".join(f"{x:.2f}" for x in g["returns"])
+        lines.append(f"| {game} | **{g['return_mean']:.2f}** ({seeds}) | {g['random_return']:.2f} | {g['max_score']:g} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = result["games"]
+    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
+    for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
+        for seed, curve in enumerate(g["curve"]):
+            ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
+        ax.axhline(g["random_return"], color="grey", ls=":", lw=1, label="random legal")
+        ax.axhline(g["max_score"], color="black", ls="--", lw=0.8, label="max score")
+        ax.set_title(game, fontsize=11)
+        ax.set_xlabel("env steps", fontsize=10)
+        ax.set_ylabel("greedy return (8 episodes)", fontsize=10)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one torch thread each)")
+    parser.add_argument("--steps", type=int, default=10_000, help="env steps per game")
+    parser.add_argument("--out", default="runs/text_bench")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
+    args = parser.parse_args()
+    steps = 80 if args.smoke else args.steps
+    jobs = [("textworld4", suite(steps, args.smoke), seed) for seed in args.seeds]
+    runs = run_all(jobs, Path(args.out), args.parallel, "textworld4", archive=None if args.smoke else ARCHIVE)
+    random = random_returns(8 if args.smoke else RANDOM_EPISODES)
+    result = summarise(runs["textworld4"], random)
+    path = save_outputs("text_games", result, plot, smoke_dir=Path(args.out) if args.smoke else None)
+    print(markdown_table(result))
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
