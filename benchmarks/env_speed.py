@@ -24,7 +24,7 @@ from benchmarks.common import write_result
 
 DEFAULT_TASKS = [
     "cartpole", "minatar-breakout", "minatar-seaquest", "atari-pong", "atari-pong-rgb96",
-    "dmc-cartpole-balance", "dmc-walker-walk", "mw-reach-v3", "mw-pick-place-v3", "text-easy", "text-expert",
+    "dmc-cartpole-balance", "dmc-walker-walk", "mw-reach-v3", "mw-pick-place-v3", "textworld-easy", "textworld-expert",
 ]  # fmt: skip
 
 

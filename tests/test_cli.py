@@ -37,7 +37,7 @@ TINY = {
         (["train", "--task", "cartpole", "--set", "serch.algorithm=gumbel"], "unknown config section 'serch'"),
         (["train", "--task", "cartpole", "--set", "search.algorithm=alpha"], "search.algorithm = 'alpha' is not allowed"),
         (["eval", "--run", "/nonexistent/run"], "is not a run directory"),
-        (["tasks", "--family", "atar"], "unknown family 'atar'; families: atari, classic, dmc, minatar, mw, text"),
+        (["tasks", "--family", "atar"], "unknown family 'atar'; families: atari, classic, dmc, jericho, minatar, mw, textworld"),
     ],
 )
 def test_user_errors_are_one_line(argv, needle, capsys):
@@ -54,8 +54,8 @@ def test_tasks_lists_every_registered_task_by_family(capsys):
     listed = [name for line in lines if not line.startswith("suites:") for name in line.split(": ", 1)[1].split()]
     assert sorted(listed) == available_tasks()
     assert "minatar (5): minatar-asterix minatar-breakout minatar-freeway minatar-seaquest minatar-space_invaders" in lines
-    assert main(["tasks", "--family", "text"]) == 0
-    assert capsys.readouterr().out.strip() == "text (4): text-easy text-expert text-hard text-medium"
+    assert main(["tasks", "--family", "textworld"]) == 0
+    assert capsys.readouterr().out.strip() == "textworld (4): textworld-easy textworld-expert textworld-hard textworld-medium"
 
 
 def test_tiny_multitask_run_end_to_end(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Seeded smoke runs of the DeepMind Control, Meta-World and text-game smoke suites (Atari's is in
+"""Seeded smoke runs of the DeepMind Control, Meta-World and TextWorld smoke suites (Atari's is in
 ``test_atari.py``): a few hundred env steps of real training and evaluation per family, checking
 that every task collected its budget, the learner updated and evaluation reports what the family
 promises (success rates for Meta-World). Learning itself is checked in ``test_learning.py``."""
@@ -18,15 +18,18 @@ FAMILIES = {
     # suite: (module that must be importable, tasks, evaluation keys beyond return_mean)
     "dmc_smoke": ("dm_control", ["dmc-cartpole-balance", "dmc-walker-stand"], []),
     "mt_smoke": ("metaworld", ["mw-reach-v3", "mw-push-v3"], ["success_rate"]),
-    "text_smoke": (None, ["text-easy", "text-medium"], []),
+    "textworld_smoke": ("textworld", ["textworld-easy", "textworld-medium"], []),
 }
+
+EXTRAS = {"dm_control": "dmc", "textworld": "text"}
+"""Module -> the extra that installs it, where the names differ."""
 
 
 @pytest.mark.parametrize("suite", list(FAMILIES))
 def test_smoke_suite_trains_and_evaluates(suite, tmp_path):
     module, tasks, extra_keys = FAMILIES[suite]
     if module is not None and importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed (pip install 'scalezero[{'dmc' if module == 'dm_control' else module}]')")
+        pytest.skip(f"{module} is not installed (pip install 'scalezero[{EXTRAS.get(module, module)}]')")
     if module is not None:
         from scalezero.tasks.dmc import configure_headless_gl
 

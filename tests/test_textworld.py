@@ -148,3 +148,33 @@ def test_a_suite_entry_passes_the_game_folder_to_the_env():
     env = task.make_env(0)
     obs = env.reset()
     assert obs.shape == layout.obs_shapes["text"] and "phone rings" in env.text
+
+
+def test_text_encoder_shape_and_padding_invariance(small_game):
+    import torch
+
+    from scalezero.config import ModelConfig
+    from scalezero.model.encoders import TextEncoder, make_encoders
+    from scalezero.tasks import make_layout
+
+    torch.manual_seed(0)
+    layout = make_layout([get_task(f"textworld-{lv}").spec for lv in TW_LEVELS])
+    assert layout.obs_shapes == {"text": (OBS_LEN,)} and layout.num_actions == max(s.max_commands for s in TW_LEVELS.values())
+    enc = make_encoders(ModelConfig(embed_dim=128), layout)["text"]
+    assert isinstance(enc, TextEncoder) and enc.vocab_size == words.VOCAB_SIZE
+    assert sum(p.numel() for p in enc.parameters()) < 300_000
+    env = TextWorldEnv(small_game, SMALL.max_steps, SMALL.max_commands)
+    first = env.reset()
+    obs = np.stack([first, env.step(0)[0], env.step(1)[0], np.zeros(OBS_LEN, np.int64)])
+    x = torch.as_tensor(obs)
+    out = enc(x)
+    assert out.shape == (4, 128) and torch.isfinite(out).all()
+    groups = out.view(4, -1, 8).sum(-1)
+    torch.testing.assert_close(groups, torch.ones_like(groups))  # SimNorm
+    longer = torch.cat([x, torch.zeros(4, 40, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(enc(longer), out, rtol=0, atol=1e-6)  # padding changes nothing
+    torch.testing.assert_close(enc(x[:1]), out[:1], rtol=0, atol=1e-6)  # a batch with less padding in its columns
+    torch.testing.assert_close(enc(x.float()), out)  # ids given as floats
+    changed = x.clone()
+    changed[0, 5] = words.word_id("garden")
+    assert not torch.allclose(enc(changed)[0], out[0])

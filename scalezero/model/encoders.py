@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from scalezero.config import ModelConfig
 from scalezero.tasks.base import SuiteLayout
 from scalezero.tasks import words
-from scalezero.tasks.text.tokenizer import PAD_ID, VOCAB_SIZE
+from scalezero.tasks.words import PAD_ID
 
 
 class SimNorm(nn.Module):
@@ -107,15 +107,11 @@ class VectorEncoder(nn.Module):
         return self.norm(self.net(x))
 
 
-TEXT_VOCAB = max(VOCAB_SIZE, words.VOCAB_SIZE)
-"""Ids a text observation may hold (all text families share one embedding table)."""
-
-
 class TextEncoder(nn.Module):
     """Token ids ``[N, L]`` (``PAD_ID`` = 0 is padding, at the end) -> latent ``[N, embed_dim]``.
 
-    Embedding (one table for the ids of every text family: the home-made games' vocabulary and
-    the hashed words of TextWorld and Jericho, :data:`TEXT_VOCAB`), a kernel-3 convolution,
+    Embedding (the hashed word ids of :mod:`scalezero.tasks.words`, one table for every text
+    game), a kernel-3 convolution,
     then residual kernel-3 convolutions dilated 2 and 4 (GELU after each): every position sees
     15 tokens, enough to tell "you carry a red apple" from "you see a red apple". Masked mean
     and max pooling over the real tokens, LayerNorm, Linear -> ``embed_dim``, the latent norm.
@@ -187,7 +183,7 @@ def make_encoders(cfg: ModelConfig, layout: SuiteLayout) -> nn.ModuleDict:
             (dim,) = shape
             encoders[kind] = VectorEncoder(dim, cfg.mlp_hidden, cfg.embed_dim, latent_norm(cfg))
         elif kind == "text":
-            encoders[kind] = TextEncoder(TEXT_VOCAB, cfg.embed_dim, latent_norm(cfg))
+            encoders[kind] = TextEncoder(words.VOCAB_SIZE, cfg.embed_dim, latent_norm(cfg))
         else:
             raise ValueError(f"no encoder for observation kind {kind!r}")
     return nn.ModuleDict(encoders)

@@ -37,11 +37,10 @@ def _register_builtin() -> None:
     from scalezero.tasks.atari import atari_tasks
     from scalezero.tasks.classic import classic_tasks
     from scalezero.tasks.minatar import minatar_tasks
-    from scalezero.tasks.text import text_tasks
     from scalezero.tasks.jericho import jericho_tasks
     from scalezero.tasks.textworld import textworld_tasks
 
-    for task in classic_tasks() + minatar_tasks() + text_tasks() + textworld_tasks() + jericho_tasks() + atari_tasks():
+    for task in classic_tasks() + minatar_tasks() + textworld_tasks() + jericho_tasks() + atari_tasks():
         register_task(task)
 
     # MuJoCo families: dm_control / metaworld are imported only when an env is built.
@@ -59,7 +58,7 @@ def available_tasks() -> list[str]:
 
 def task_families() -> dict[str, list[str]]:
     """Registered task names by family, the prefix before the first ``-`` (``atari``, ``dmc``,
-    ``minatar``, ``mw``, ``text``, ``textworld``, ``jericho``); names without one (``cartpole``, ``acrobot``) are ``classic``."""
+    ``jericho``, ``minatar``, ``mw``, ``textworld``); names without one (``cartpole``, ``acrobot``) are ``classic``."""
     families: dict[str, list[str]] = {}
     for name in available_tasks():
         families.setdefault(name.split("-", 1)[0] if "-" in name else "classic", []).append(name)

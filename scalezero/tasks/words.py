@@ -3,13 +3,13 @@
 Such games use words no fixed vocabulary can list in advance, and nothing may be downloaded,
 so each word goes to one of :data:`VOCAB_SIZE` ids by a stable hash (BLAKE2b of the word):
 the same id on every machine and in every process, no table to ship, one text encoder for
-every game. Ids 0 and 1 are reserved (padding, and the unknown word of
-:mod:`scalezero.tasks.text.tokenizer`), so hashed words take ``2..VOCAB_SIZE-1``; two words
+every game. Ids 0 and 1 are reserved (padding, and
+one spare), so hashed words take ``2..VOCAB_SIZE-1``; two words
 share an id with probability about ``1/VOCAB_SIZE`` per pair, rare at the few hundred words
 a game uses, and harmless when it happens (the encoder sees word order too).
 
-Text is lowercased and split into runs of letters/digits and single punctuation marks, like
-the home-made games' tokenizer.
+Text is lowercased and split into runs of letters/digits and single punctuation marks
+(``"You can't go."`` -> ``you can ' t go .``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+PAD_ID = 0
+"""Padding (observations are right-padded with it)."""
 VOCAB_SIZE = 4096
 """Number of ids (padding and the reserved unknown id included)."""
 FIRST_ID = 2
