@@ -11,6 +11,7 @@ Everything here is a thin layer over the same pieces the ``scalezero`` command u
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,20 @@ class Agent:
         return {self._tasks[t].spec.name: r for t, r in results.items()}
 
 
-def load_agent(run: str | Path, checkpoint: str | Path | None = None, device: str = "cpu") -> Agent:
-    """Load a run directory's model (its latest checkpoint, or ``checkpoint``) as an :class:`Agent`."""
+def inference_threads(config_threads: int = 0) -> int:
+    """CPU threads for playing a trained agent (``eval``, ``play``, :func:`load_agent`): the
+    run's ``train.torch_threads`` where it names a number, else half the cores (at least 1, at
+    most 8). All cores is torch's default and collapses when another process shares them
+    (its threads spin waiting for each other): one training run beside ``scalezero eval``
+    made it 27x slower."""
+    if config_threads > 0:
+        return int(config_threads)
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def load_agent(run: str | Path, checkpoint: str | Path | None = None, device: str = "cpu", threads: int | None = None) -> Agent:
+    """Load a run directory's model (its latest checkpoint, or ``checkpoint``) as an :class:`Agent`.
+    ``threads``: torch's CPU threads for this process (None: :func:`inference_threads`)."""
     from scalezero.training.checkpoint import latest_checkpoint, load_checkpoint
     from scalezero.training.loop import build_model, pick_device, resolve_tasks
 
@@ -164,6 +177,9 @@ def load_agent(run: str | Path, checkpoint: str | Path | None = None, device: st
     if not (run / "config.yaml").exists():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     config = load_config(run / "config.yaml")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1 or None, got {threads}")
+    torch.set_num_threads(threads or inference_threads(config.train.torch_threads))
     torch_device = pick_device(device)
     tasks, layout = resolve_tasks(config)
     model = build_model(config, layout, torch_device)

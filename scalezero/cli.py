@@ -133,22 +133,19 @@ def _launch(args: argparse.Namespace, out: Path) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from scalezero.training.checkpoint import latest_checkpoint, load_checkpoint
+    from scalezero.api import load_agent
     from scalezero.training.evaluator import evaluate
-    from scalezero.training.loop import build_model, pick_device, resolve_tasks
+    from scalezero.training.loop import resolve_tasks
 
     _check_flag("--episodes", args.episodes, 1)
+    _check_flag("--threads", args.threads, 1)
     run = Path(args.run)
     if not (run / "config.yaml").exists():
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     config = load_config(run / "config.yaml")
-    if args.device:
-        config = with_overrides(config, "train", device=args.device)
-    device = pick_device(config.train.device)
+    agent = load_agent(run, device=args.device or config.train.device, threads=args.threads)
+    model, device, ckpt = agent.model, agent.device, agent.checkpoint
     tasks, layout = resolve_tasks(config)
-    model = build_model(config, layout, device)
-    ckpt = latest_checkpoint(run)
-    load_checkpoint(ckpt, model)
     torch.manual_seed(config.train.seed)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -177,7 +174,8 @@ def _play(args: argparse.Namespace) -> int:
     _check_flag("--fps", args.fps, 1)
     _check_flag("--max-steps", args.max_steps, 1)
     _check_flag("--seed", args.seed, 0, 2**32)
-    written = play(args.run, args.task, seed=args.seed, max_steps=args.max_steps, fps=args.fps, device=args.device)
+    _check_flag("--threads", args.threads, 1)
+    written = play(args.run, args.task, seed=args.seed, max_steps=args.max_steps, fps=args.fps, device=args.device, threads=args.threads)
     print(f"{args.task}: return {written['return']:.3f} in {written['length']} steps")
     for key in ("gif", "transcript"):
         if key in written:
@@ -220,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run directory")
     e.add_argument("--episodes", type=int, help="episodes per task (default: the run's train.eval_episodes)")
     e.add_argument("--device", choices=["cpu", "cuda"])
+    e.add_argument("--threads", type=int, help="torch CPU threads (default: the run's train.torch_threads, else half the cores)")
     e.set_defaults(func=_eval)
     r = sub.add_parser("report", help="HTML + Markdown report of one or several finished runs")
     r.add_argument("--run", required=True, action="append", help="run directory (repeat to compare runs or add seeds)")
@@ -232,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=2_000, help="stop the episode after this many steps")
     p.add_argument("--fps", type=int, default=15, help="frames per second of the GIF")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the run's train.torch_threads, else half the cores)")
     p.set_defaults(func=_play)
     k = sub.add_parser("tasks", help="list the registered tasks by family, and the shipped suites")
     k.add_argument("--family", help="only this family (atari, dmc, minatar, mw, text, classic)")

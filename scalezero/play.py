@@ -107,12 +107,15 @@ def write_gif(frames: list[np.ndarray], path: Path, fps: int = 15) -> Path:
     return path
 
 
-def play(run: str | Path, task: str, seed: int = 0, max_steps: int = 2_000, fps: int = 15, device: str = "cpu") -> dict[str, Any]:
+def play(
+    run: str | Path, task: str, seed: int = 0, max_steps: int = 2_000, fps: int = 15, device: str = "cpu", threads: int | None = None
+) -> dict[str, Any]:
     """Play and write one episode of ``task`` from run directory ``run``; returns what was
-    written (``gif``, ``transcript``) and the episode's ``return`` and ``length``."""
+    written (``gif``, ``transcript``) and the episode's ``return`` and ``length``. ``threads``:
+    see :func:`scalezero.api.load_agent`."""
     from scalezero.api import load_agent
 
-    agent = load_agent(run, device=device)
+    agent = load_agent(run, device=device, threads=threads)
     episode = play_episode(agent, task, seed=seed, max_steps=max_steps)
     out_dir = Path(run) / "play"
     out_dir.mkdir(exist_ok=True)

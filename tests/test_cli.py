@@ -81,7 +81,10 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     assert ckpts == ["ckpt_48", "ckpt_96"]
     report = (run / "report.md").read_text()
     assert "| cartpole |" in report and "| minatar-breakout |" in report
-    assert main(["eval", "--run", str(run), "--episodes", "2"]) == 0
+    import torch
+
+    assert main(["eval", "--run", str(run), "--episodes", "2", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1
     evaluated = json.loads((run / "eval.json").read_text())
     assert evaluated["checkpoint"] == "ckpt_96"
     assert set(evaluated["results"]) == {"cartpole", "minatar-breakout"}
@@ -157,6 +160,8 @@ def test_suite_file_mistakes_are_one_line(name, tmp_path, capsys):
         (["eval", "--run", "somewhere", "--episodes", "-3"], "--episodes -3 is not allowed; expected an integer >= 1"),
         (["play", "--run", "somewhere", "--task", "cartpole", "--fps", "0"], "--fps 0 is not allowed; expected an integer >= 1"),
         (["play", "--run", "somewhere", "--task", "cartpole", "--max-steps", "0"], "--max-steps 0 is not allowed"),
+        (["play", "--run", "somewhere", "--task", "cartpole", "--threads", "0"], "--threads 0 is not allowed; expected an integer >= 1"),
+        (["eval", "--run", "somewhere", "--threads", "-1"], "--threads -1 is not allowed"),
     ],
 )
 def test_flag_mistakes_are_one_line(argv, needle, capsys):
@@ -186,3 +191,12 @@ def test_internal_errors_stay_tracebacks(monkeypatch):
     parser._subparsers._group_actions[0].choices["tasks"].set_defaults(func=broken)
     with pytest.raises(KeyError, match="collector"):
         main(["tasks"])
+
+
+def test_inference_threads_default_leaves_cores_for_others(monkeypatch):
+    from scalezero.api import inference_threads
+
+    assert inference_threads(3) == 3  # the run's train.torch_threads, where it names a number
+    for cores, expected in [(1, 1), (2, 1), (16, 8), (64, 8)]:
+        monkeypatch.setattr("os.cpu_count", lambda c=cores: c)
+        assert inference_threads(0) == expected
