@@ -171,7 +171,7 @@ def load_agent(run: str | Path, checkpoint: str | Path | None = None, device: st
     """Load a run directory's model (its latest checkpoint, or ``checkpoint``) as an :class:`Agent`.
     ``threads``: torch's CPU threads for this process (None: :func:`inference_threads`)."""
     from scalezero.training.checkpoint import latest_checkpoint, load_checkpoint
-    from scalezero.training.loop import build_model, pick_device, resolve_tasks
+    from scalezero.training.setup import build_model, pick_device, resolve_tasks
 
     run = Path(run)
     if not (run / "config.yaml").exists():

@@ -135,7 +135,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from scalezero.api import load_agent
     from scalezero.training.evaluator import evaluate
-    from scalezero.training.loop import resolve_tasks
+    from scalezero.training.setup import resolve_tasks
 
     _check_flag("--episodes", args.episodes, 1)
     _check_flag("--threads", args.threads, 1)

@@ -180,7 +180,7 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
 
 
 def test_internal_errors_stay_tracebacks(monkeypatch):
-    import scalezero.cli as cli
+    from scalezero import cli
 
     def broken(args):
         raise KeyError("collector")  # a bug, not a user mistake: it must not read as one

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("textworld", reason="TextWorld tasks need textworld==1.7.0 (in the dev extras)")
 
-from scalezero.tasks import get_task, task_families, words  # noqa: E402
-from scalezero.tasks.textworld import OBS_LEN, TW_LEVELS, TextWorldEnv, TWLevel, game_file  # noqa: E402
+from scalezero.tasks import get_task, task_families, words
+from scalezero.tasks.textworld import OBS_LEN, TW_LEVELS, TextWorldEnv, TWLevel, game_file
 
 SMALL = TWLevel(rooms=2, objects=3, quest_length=2, parallel_quests=2, seed=7, max_steps=40, max_commands=64, max_score=2, random_return=0.0)
 
@@ -94,7 +94,7 @@ def test_hashed_word_ids_are_stable():
 
 
 # -- Jericho ---------------------------------------------------------------------------------
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 GAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "jericho"
 needs_905 = pytest.mark.skipif(not (GAMES / "905.z5").is_file(), reason=f"the Jericho game 9:05 is not at {GAMES / '905.z5'} (not downloadable at test time)")
@@ -113,7 +113,7 @@ def test_905_walkthrough_through_the_adapter_scores_1_and_each_command_is_legal(
         slot = env.same_effect(command)  # "s" is legal as "south"
         assert slot is not None, (command, env.legal_commands())
         found += 1
-        _, reward, term, trunc = env.step(slot)
+        _, reward, term, _trunc = env.step(slot)
         total += reward
     assert found == len(walkthrough) == 22 and total == 1.0 and term
     assert literal >= 6  # the rest are legal in Jericho's own words (south for s, put on watch for wear watch)

@@ -73,7 +73,7 @@ def _random_references(groups: list[RunGroup], cache: Path) -> dict[tuple[str, s
     import json
 
     from scalezero.training.evaluator import eval_episode_cap, random_policy_returns
-    from scalezero.training.loop import resolve_tasks
+    from scalezero.training.setup import resolve_tasks
 
     known = json.loads(cache.read_text()) if cache.exists() else {}
     refs: dict[tuple[str, str], float | None] = {}

@@ -56,7 +56,7 @@ class RunGroup:
 
 def load_run(path: str | Path) -> RunData:
     """Load a finished run directory; a clear ConfigError when it is not one."""
-    from scalezero.training.loop import resolve_tasks
+    from scalezero.training.setup import resolve_tasks
 
     path = Path(path)
     if not (path / "config.yaml").exists():

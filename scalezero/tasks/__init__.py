@@ -36,8 +36,8 @@ def register_task(task: Task) -> None:
 def _register_builtin() -> None:
     from scalezero.tasks.atari import atari_tasks
     from scalezero.tasks.classic import classic_tasks
-    from scalezero.tasks.minatar import minatar_tasks
     from scalezero.tasks.jericho import jericho_tasks
+    from scalezero.tasks.minatar import minatar_tasks
     from scalezero.tasks.textworld import textworld_tasks
 
     for task in classic_tasks() + minatar_tasks() + textworld_tasks() + jericho_tasks() + atari_tasks():

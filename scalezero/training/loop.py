@@ -8,10 +8,7 @@ replay ratio; evaluation and checkpoints happen at fixed per-task step counts.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import os
-import random
 import signal
 import threading
 import time
@@ -19,13 +16,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from scalezero.config import Config, ConfigError, save_config
-from scalezero.model import WorldModel
-from scalezero.tasks import SuiteLayout, Task, get_task, make_layout
-from scalezero.tasks.gymnasium_task import cached_gymnasium_task
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
@@ -36,6 +29,7 @@ from scalezero.training.learner import Learner
 from scalezero.training.metrics import MetricsLogger
 from scalezero.training.run_dir import claim_run_dir
 from scalezero.training.run_state import LoopState, restore_run, save_run
+from scalezero.training.setup import build_model, pick_device, resolve_tasks, seed_everything
 from scalezero.training.weighting import difficulty_weights, task_progress
 
 
@@ -48,42 +42,6 @@ class RunResult:
     env_steps: int
     updates: int
     wall_s: float
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_tasks(config: Config) -> tuple[list[Task], SuiteLayout]:
-    """Look up the suite's tasks, apply per-suite target returns, and derive the layout."""
-    tasks = []
-    for entry in config.tasks:
-        if entry.entry_point is not None:
-            tasks.append(cached_gymnasium_task(entry))
-            continue
-        task = get_task(entry.name)
-        if entry.kwargs:
-            bind = functools.partial
-            task = dataclasses.replace(
-                task, make_env=bind(task.make_env, **entry.kwargs),
-                make_eval_env=bind(task.make_eval_env, **entry.kwargs) if task.make_eval_env else None,
-            )  # fmt: skip
-        if entry.target_return is not None:
-            task = dataclasses.replace(task, spec=dataclasses.replace(task.spec, target_return=entry.target_return))
-        tasks.append(task)
-    return tasks, make_layout([t.spec for t in tasks])
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device = 'cuda' but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
-def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> WorldModel:
-    return WorldModel(config.resolved_model(), layout).to(device)
 
 
 class PhaseClock:
