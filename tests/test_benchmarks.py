@@ -231,3 +231,15 @@ def test_late_losses_average_the_end_of_training():
     assert common.late_losses(metrics) == {"policy": 18.5, "value": 185.0}  # the last tenth: rows 18, 19
     assert common.late_losses(metrics, last=4) == {"policy": 17.5, "value": 175.0}
     assert common.late_losses({"train": [{"grad_norm": 1.0}]}) == {}
+
+
+def test_step_profile_rows_add_up_to_the_wall_time():
+    import step_profile
+
+    p = step_profile.profile_suite("cartpole", 120)
+    rows = p["seconds"]
+    assert abs(sum(rows.values()) - p["wall_s"]) < 1e-6
+    assert all(s >= -1e-3 for s in rows.values()), rows  # nested timers never exceed their parent
+    assert rows["collect: search network calls"] > 0 and rows["learner: backward"] > 0 and rows["evaluation"] > 0
+    assert p["calls"]["collect/env"] >= 120 // 8 and p["calls"]["evaluate"] == 1 and p["updates"] > 0
+    assert "| learner: backward |" in step_profile.markdown(p)
