@@ -157,11 +157,13 @@ def markdown(p: dict) -> str:
     lines = [
         f"`{p['suite']}`: {steps:,} env steps, {p['updates']:,} updates, {total:.1f} s",
         "",
-        "| part | seconds | share | per env step |",
-        "|---|---|---|---|",
+        "| part | seconds | share | share without evaluation | per env step |",
+        "|---|---|---|---|---|",
     ]
+    rest = total - p["seconds"]["evaluation"]
     for label, s in p["seconds"].items():
-        lines.append(f"| {label} | {s:.1f} | {100 * s / total:.1f}% | {1000 * s / steps:.2f} ms |")
+        without = "" if label == "evaluation" else f"{100 * s / rest:.1f}%"
+        lines.append(f"| {label} | {s:.1f} | {100 * s / total:.1f}% | {without} | {1000 * s / steps:.2f} ms |")
     return "\n".join(lines)
 
 
@@ -176,6 +178,13 @@ def main() -> None:
         profiles.append(p)
         print(markdown(p), "\n", flush=True)
     print("wrote", write_result("step_profile", {"steps_per_task": args.steps, "profiles": profiles}))
+
+
+def tables(path: Path) -> str:
+    """The Markdown tables of a written ``step_profile.json`` (to re-read results without running)."""
+    import json
+
+    return "\n\n".join(markdown(p) for p in json.loads(path.read_text())["profiles"])
 
 
 if __name__ == "__main__":
