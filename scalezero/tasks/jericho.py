@@ -271,9 +271,14 @@ def make_jericho_env(game: str, seed: int = 0, game_dir: str | None = None) -> J
     """A fresh copy of ``jericho-<game>``, its file taken from ``game_dir`` or
     ``$SCALEZERO_JERICHO_DIR``."""
     spec = JERICHO_GAMES[game]
+    path = game_path(game, game_dir)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return JerichoEnv(game_path(game, game_dir), spec.action_slots, spec.max_steps, name=f"jericho-{game}", seed=seed)
+        warnings.simplefilter("ignore")  # Jericho's notes on games it only partly supports
+        env = JerichoEnv(path, spec.action_slots, spec.max_steps, name=f"jericho-{game}", seed=seed)
+    if env.max_score != spec.max_score:
+        warnings.warn(f"jericho-{game}: {path} has max score {env.max_score}, not the suite's {spec.max_score} "
+                      f"(another release of the game?); the task's target return stays {spec.max_score}", RuntimeWarning, stacklevel=2)  # fmt: skip
+    return env
 
 
 def jericho_tasks() -> list[Task]:
