@@ -80,6 +80,14 @@ def _import_jericho():
     return jericho
 
 
+def _jericho_util():
+    """``jericho.util`` (looked up as a module: the package's ``util`` attribute can be
+    ``ctypes.util``, depending on import order)."""
+    import importlib
+
+    return importlib.import_module("jericho.util")
+
+
 def game_path(game: str, game_dir: str | os.PathLike | None = None) -> Path:
     """The file of ``game`` in ``game_dir`` (default ``$SCALEZERO_JERICHO_DIR``); a clear error
     naming the file, the folder and where the games come from when it is not there."""
@@ -134,7 +142,7 @@ class JerichoEnv:
     # -- legal commands -------------------------------------------------------------------
     def _tree_objects(self) -> dict[str, list[tuple]]:
         """Jericho's interactive objects, from the object tree alone (no spaCy)."""
-        from jericho import util
+        util = _jericho_util()
 
         env = self._env
         state = env.get_state()
@@ -171,7 +179,7 @@ class JerichoEnv:
         key = env.get_world_state_hash()
         if key in self._cache:
             return self._cache[key]
-        from jericho import util
+        util = _jericho_util()
 
         state = env.get_state()
         if self.use_spacy:
