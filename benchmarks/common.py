@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-
 import json
 import math
 import os
@@ -14,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,16 +245,43 @@ def returns_by_eval(metrics: dict) -> dict[int, dict[str, float]]:
     return dict(sorted(by_step.items()))
 
 
-def minatar_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments every MinAtar training benchmark takes: seeds, runs at a time, env steps
-    per game, the shared run directory and the smoke switch; each script adds its own."""
+def minatar_parser(doc: str, steps: int = 20_000, out: str = "runs/minatar_bench") -> argparse.ArgumentParser:
+    """The arguments every training benchmark takes (the MinAtar ones with these defaults):
+    seeds, runs at a time, env steps per game, the shared run directory and the smoke switch;
+    each script adds its own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one torch thread each)")
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps per game")
-    parser.add_argument("--out", default="runs/minatar_bench", help="run directories (shared by the MinAtar benchmarks)")
+    parser.add_argument("--steps", type=int, default=steps, help="env steps per game")
+    parser.add_argument("--out", default=out, help="run directories (shared by the benchmarks of one family)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
     return parser
+
+
+def plot_game_curves(games: dict[str, dict], path: Path, ylabel: str, lines: dict[str, str], prefix: str = "") -> None:
+    """One panel per game: each seed's ``curve`` of ``(env steps, return)``, and horizontal
+    reference lines ``lines`` (label -> key of the game's entry: the first dotted grey, the
+    second dashed black). Titles drop ``prefix``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = [{"color": "grey", "ls": ":", "lw": 1}, {"color": "black", "ls": "--", "lw": 0.8}]
+    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
+    for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
+        for seed, curve in enumerate(g["curve"]):
+            ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
+        for (label, key), style in zip(lines.items(), styles):
+            ax.axhline(g[key], label=label, **style)
+        ax.set_title(game.removeprefix(prefix), fontsize=11)
+        ax.set_xlabel("env steps", fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=10)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def minatar_suite(moe: bool, steps: int | None = None) -> dict:

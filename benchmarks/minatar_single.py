@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, SMOKE_MODEL, late_losses, merge, minatar_parser, minatar_suite, run_all, save_outputs
+from common import ARCHIVE, SMOKE_MODEL, late_losses, merge, minatar_parser, minatar_suite, plot_game_curves, run_all, save_outputs
 
 #: Single-task final returns at 20,000 env steps before this benchmark's learner changes
 #: (BENCHMARKS.md, "MinAtar: single-task vs dense vs MoE multi-task", mean of 2 seeds, commit
@@ -100,26 +100,7 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    games = result["games"]
-    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
-    for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
-        for seed, curve in enumerate(g["curve"]):
-            ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
-        ax.axhline(g["before"], color="grey", ls=":", lw=1, label="before")
-        ax.axhline(g["return_target"], color="black", ls="--", lw=0.8, label="target")
-        ax.set_title(game.removeprefix("minatar-"), fontsize=11)
-        ax.set_xlabel("env steps", fontsize=10)
-        ax.set_ylabel("greedy return (32 full episodes)", fontsize=10)
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_game_curves(result["games"], path, "greedy return (32 full episodes)", {"before": "before", "target": "return_target"}, prefix="minatar-")
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ easiest games, more than random on all four. Writes ``benchmarks/results/text_ga
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, run_all, save_outputs
+from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, minatar_parser, plot_game_curves, run_all, save_outputs
 
 RANDOM_EPISODES = 200
 SMOKE = {
@@ -83,36 +82,11 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    games = result["games"]
-    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
-    for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
-        for seed, curve in enumerate(g["curve"]):
-            ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
-        ax.axhline(g["random_return"], color="grey", ls=":", lw=1, label="random legal")
-        ax.axhline(g["max_score"], color="black", ls="--", lw=0.8, label="max score")
-        ax.set_title(game, fontsize=11)
-        ax.set_xlabel("env steps", fontsize=10)
-        ax.set_ylabel("greedy return (8 episodes)", fontsize=10)
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_game_curves(result["games"], path, "greedy return (8 episodes)", {"random legal": "random_return", "max score": "max_score"})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one torch thread each)")
-    parser.add_argument("--steps", type=int, default=10_000, help="env steps per game")
-    parser.add_argument("--out", default="runs/text_bench")
-    parser.add_argument("--smoke", action="store_true", help="tiny settings to check the pipeline (results mean nothing)")
-    args = parser.parse_args()
+    args = minatar_parser(__doc__, steps=10_000, out="runs/text_bench").parse_args()
     steps = 80 if args.smoke else args.steps
     jobs = [("textworld4", suite(steps, args.smoke), seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, "textworld4", archive=None if args.smoke else ARCHIVE)

@@ -148,11 +148,13 @@ class Agent:
             return out.env_actions[0] if single else out.env_actions
         return int(out.env_actions[0]) if single else out.env_actions
 
-    def evaluate(self, episodes: int = 10) -> dict[str, dict[str, float]]:
-        """Greedy evaluation of every task: task name -> return mean/std, length, episodes."""
+    def evaluate(self, episodes: int | None = 10, on_episode: Any = None) -> dict[str, dict[str, float]]:
+        """Greedy evaluation of every task: task name -> return mean/std, length, episodes.
+        ``episodes``: per task (None: the run's ``train.eval_episodes``); ``on_episode(done,
+        total)`` is called as episodes finish (progress bars)."""
         from scalezero.training.evaluator import evaluate
 
-        results = evaluate(self.model, self._tasks, self.layout, self.config, self.device, episodes=episodes)
+        results = evaluate(self.model, self._tasks, self.layout, self.config, self.device, episodes=episodes, on_episode=on_episode)
         return {self._tasks[t].spec.name: r for t, r in results.items()}
 
 
@@ -160,8 +162,8 @@ def inference_threads(config_threads: int = 0) -> int:
     """CPU threads for playing a trained agent (``eval``, ``play``, :func:`load_agent`): the
     run's ``train.torch_threads`` where it names a number, else half the cores (at least 1, at
     most 8). All cores is torch's default and collapses when another process shares them
-    (its threads spin waiting for each other): one training run beside ``scalezero eval``
-    made it 27x slower."""
+    (its threads spin waiting for each other): beside one training run, ``scalezero eval``
+    of one episode took 13-37 s with 2 threads against 7 s with 1 (5 s idle; BENCHMARKS.md)."""
     if config_threads > 0:
         return int(config_threads)
     return max(1, min(8, (os.cpu_count() or 2) // 2))

@@ -134,8 +134,6 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from scalezero.api import load_agent
-    from scalezero.training.evaluator import evaluate
-    from scalezero.training.setup import resolve_tasks
 
     _check_flag("--episodes", args.episodes, 1)
     _check_flag("--threads", args.threads, 1)
@@ -144,18 +142,15 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{run} is not a run directory (no config.yaml)")
     config = load_config(run / "config.yaml")
     agent = load_agent(run, device=args.device or config.train.device, threads=args.threads)
-    model, device, ckpt = agent.model, agent.device, agent.checkpoint
-    tasks, layout = resolve_tasks(config)
     torch.manual_seed(config.train.seed)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[bold]eval"), BarColumn(bar_width=30), MofNCompleteColumn(), TextColumn("episodes"), TimeElapsedColumn()) as bar:
-        job = bar.add_task("eval", total=(args.episodes or config.train.eval_episodes) * len(tasks))
-        results = evaluate(model, tasks, layout, config, device, episodes=args.episodes, on_episode=lambda done, _: bar.update(job, completed=done))
-    named = {tasks[t].spec.name: r for t, r in results.items()}
+        job = bar.add_task("eval", total=(args.episodes or config.train.eval_episodes) * len(agent.tasks))
+        named = agent.evaluate(args.episodes, on_episode=lambda done, _: bar.update(job, completed=done))
     for name, r in named.items():
         print(f"{name:28s} return {r['return_mean']:9.2f} ± {r['return_std']:.2f}  ({int(r['episodes'])} episodes)")
-    (run / "eval.json").write_text(json.dumps({"checkpoint": ckpt.name, "results": named}, indent=1))
+    (run / "eval.json").write_text(json.dumps({"checkpoint": agent.checkpoint.name, "results": named}, indent=1))
     print(f"written: {run / 'eval.json'}")
     return 0
 
@@ -234,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the run's train.torch_threads, else half the cores)")
     p.set_defaults(func=_play)
     k = sub.add_parser("tasks", help="list the registered tasks by family, and the shipped suites")
-    k.add_argument("--family", help="only this family (atari, dmc, minatar, mw, text, classic)")
+    k.add_argument("--family", help="only this family (atari, classic, dmc, jericho, minatar, mw, textworld)")
     k.set_defaults(func=_tasks)
     return parser
 
