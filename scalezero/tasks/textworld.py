@@ -64,15 +64,16 @@ class TWLevel:
     """The game's maximum score (checked when a game loads)."""
     random_return: float
     """Mean return of uniformly random admissible commands, episodes run to the step cap
-    (``python -m scalezero.tasks.textworld --random 200``)."""
+    (``python -m scalezero.tasks.textworld --random 200``, through
+    :func:`scalezero.training.evaluator.random_policy_returns` like reports and benchmarks)."""
 
 
 #: level -> settings, in rising difficulty.
 TW_LEVELS: dict[str, TWLevel] = {
-    "easy": TWLevel(rooms=2, objects=3, quest_length=2, parallel_quests=1, seed=1, max_steps=30, max_commands=32, max_score=1, random_return=0.785),
-    "medium": TWLevel(rooms=3, objects=5, quest_length=3, parallel_quests=2, seed=1, max_steps=50, max_commands=48, max_score=2, random_return=1.145),
+    "easy": TWLevel(rooms=2, objects=3, quest_length=2, parallel_quests=1, seed=1, max_steps=30, max_commands=32, max_score=1, random_return=0.875),
+    "medium": TWLevel(rooms=3, objects=5, quest_length=3, parallel_quests=2, seed=1, max_steps=50, max_commands=48, max_score=2, random_return=1.14),
     "hard": TWLevel(rooms=5, objects=8, quest_length=4, parallel_quests=3, seed=1, max_steps=80, max_commands=64, max_score=3, random_return=1.55),
-    "expert": TWLevel(rooms=8, objects=12, quest_length=6, parallel_quests=3, seed=1, max_steps=100, max_commands=160, max_score=3, random_return=1.66),
+    "expert": TWLevel(rooms=8, objects=12, quest_length=6, parallel_quests=3, seed=1, max_steps=100, max_commands=160, max_score=3, random_return=1.58),
 }  # fmt: skip
 
 
@@ -245,19 +246,12 @@ def textworld_tasks() -> list[Task]:
 
 
 def _random_returns(episodes: int) -> None:
-    rng = np.random.default_rng(0)
-    for level in TW_LEVELS:
-        env = make_textworld_env(level)
-        returns = []
-        for _ in range(episodes):
-            env.reset()
-            total, done = 0.0, False
-            while not done:
-                legal = np.flatnonzero(env.legal_actions())
-                _, r, term, trunc = env.step(int(rng.choice(legal)))
-                total, done = total + r, term or trunc
-            returns.append(total)
-        print(f"textworld-{level}: {len(env.commands)} commands, random return {np.mean(returns):.3f} over {episodes} episodes")
+    from scalezero.tasks import get_task
+    from scalezero.training.evaluator import random_policy_returns
+
+    for level, settings in TW_LEVELS.items():
+        returns = random_policy_returns(get_task(f"textworld-{level}"), episodes, settings.max_steps)
+        print(f"textworld-{level}: random return {returns.mean():.3f} over {episodes} episodes")
 
 
 if __name__ == "__main__":
