@@ -120,6 +120,30 @@ def test_905_walkthrough_through_the_adapter_scores_1_and_each_command_is_legal(
     assert "won: score 1 of 1" in env.transcript()
 
 
+@needs_905
+def test_905_two_object_candidates_pair_with_something_carried_and_copies_share_commands():
+    from scalezero.tasks.jericho import make_jericho_env
+
+    env = make_jericho_env("905", game_dir=str(GAMES))
+    env.reset()
+    names = env._env._score_object_names(env._tree_objects())
+    held = env._held_words()
+    templates = env._env.act_gen.templates
+    candidates = env._fill_templates(names, held)
+    full = env._env.act_gen.generate_actions(names)  # Jericho's own filling: every pair
+    assert set(candidates) <= set(full) and len(candidates) < len(full)
+    one = [t for t in templates if t.count("OBJ") == 1]
+    assert sum(c in candidates for t in one for c in (t.replace("OBJ", n) for n in names)) == len(one) * len(names)
+    two = [t for t in templates if t.count("OBJ") == 2]
+    pairs = {(t, a, b) for t in two for a in names for b in names if a != b}
+    kept = {(t, a, b) for t, a, b in pairs if t.replace("OBJ", a, 1).replace("OBJ", b, 1) in candidates}
+    assert kept and all(a in held or b in held for _, a, b in kept)
+    assert {(t, a, b) for t, a, b in pairs if a in held or b in held} == kept
+    other = make_jericho_env("905", game_dir=str(GAMES), seed=3)
+    other.reset()  # the same first state: its commands come from the shared cache
+    assert other._cache is env._cache and other.legal_commands() == env.legal_commands()
+
+
 def test_jericho_game_folder_from_the_suite_or_the_environment(tmp_path, monkeypatch):
     from scalezero.config import ConfigError, config_from_dict
     from scalezero.tasks.jericho import make_jericho_env

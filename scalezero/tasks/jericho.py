@@ -12,10 +12,14 @@ file, or with ``$SCALEZERO_JERICHO_DIR``; a missing file is named in the error.
   object tree only (the objects in the player's room, also when the player is inside
   something in it, and inventory whose names are in
   the game's dictionary and that the game lets you examine), filled into the game's action
-  templates by Jericho's ``TemplateActionGenerator`` and kept where Jericho's world-state
-  filter sees the world change, one command per distinct change. Two additions to the
-  candidates: the ten compass directions and "yes" / "no" (for games that ask a question);
-  they too must pass the filter. Commands are computed once per world state and cached.
+  templates (those of Jericho's ``TemplateActionGenerator``: every object in the one-object
+  templates; in the two-object ones, such as "put X on Y" or "unlock X with Y", only pairs
+  where one of the two is carried or is "all", which cuts the candidates by 18-48% and
+  keeps every command of 9:05's walkthrough) and kept where Jericho's world-state filter sees
+  the world change, one command per distinct change. Two additions to the candidates: the
+  ten compass directions and "yes" / "no" (for games that ask a question); they too must pass
+  the filter. Commands are computed once per world state and shared by every copy of the game
+  in the process (the filter costs about 0.6 ms per candidate: 0.5-1 s for a new state).
 * **Actions** (as in the reference's Jericho setting): slot ``i`` plays the ``i``-th legal
   command of the current state (sorted); a game has :attr:`JerichoGame.action_slots` slots
   and states with more legal commands keep the first ones. Slots past the list are illegal.
@@ -48,6 +52,14 @@ EXTRA_CANDIDATES = ("north", "south", "east", "west", "northeast", "northwest", 
 FALLBACK = ("no", "wait", "yes")
 """Offered where no command passes the filter: a question the game asks (the filter sees no
 world change in an answer) or a state with nothing to do."""
+
+
+CACHE_STATES = 200_000
+"""World states whose legal commands are kept per game (then the cache starts again)."""
+_COMMANDS: dict[tuple, dict[str, list[str]]] = {}
+"""(game file, slots, spaCy or not) -> world-state hash -> legal commands, shared by every
+copy of a game in the process: the commands depend on the world state alone, and copies of
+one game (collection envs, evaluation) meet the same states, the first one at every reset."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,7 @@ class JerichoEnv:
         self._env = jericho.FrotzEnv(str(path), seed=self.seed)
         self.max_score = int(self._env.get_max_score())
         self.use_spacy = _spacy_pipeline_installed()
-        self._cache: dict[str, list[str]] = {}
+        self._cache = _COMMANDS.setdefault((str(Path(path).resolve()), self.num_actions, self.use_spacy), {})
         self._commands: list[str] = []
         self._score = 0
         self._steps = 0
@@ -174,19 +186,44 @@ class JerichoEnv:
         env.set_state(state)
         return by_description
 
+    def _held_words(self) -> set[str]:
+        """The words of the names of what the player carries (and "all")."""
+        held = {"all"}
+        for obj in self._env.get_inventory():
+            held.add(obj.name)
+            held.update(obj.name.split())
+        return held
+
+    def _fill_templates(self, names: list[str], held: set[str]) -> list[str]:
+        """The game's templates filled with ``names``: every name in every one-object template,
+        and in two-object templates only the pairs where one of the two is carried (or "all")."""
+        out: list[str] = []
+        for template in self._env.act_gen.templates:
+            holes = template.count("OBJ")
+            if holes == 0:
+                out.append(template)
+            elif holes == 1:
+                out += [template.replace("OBJ", n) for n in names]
+            else:
+                for a in names:
+                    out += [template.replace("OBJ", a, 1).replace("OBJ", b, 1) for b in names if b != a and (a in held or b in held)]
+        return out
+
     def _legal_commands(self) -> list[str]:
         env = self._env
         key = env.get_world_state_hash()
         if key in self._cache:
             return self._cache[key]
+        if len(self._cache) >= CACHE_STATES:
+            self._cache.clear()
         util = _jericho_util()
 
         state = env.get_state()
         if self.use_spacy:
             objects = env._identify_interactive_objects(use_object_tree=True)
+            candidates = [getattr(a, "action", a) for a in env.act_gen.generate_actions(env._score_object_names(objects))]
         else:
-            objects = self._tree_objects()
-        candidates = [getattr(a, "action", a) for a in env.act_gen.generate_actions(env._score_object_names(objects))]
+            candidates = self._fill_templates(env._score_object_names(self._tree_objects()), self._held_words())
         candidates += [c for c in EXTRA_CANDIDATES if c not in candidates]
         groups = env._filter_candidate_actions(candidates, use_ctypes=True, use_parallel=False)
         env.set_state(state)
