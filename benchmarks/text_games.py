@@ -41,13 +41,13 @@ def suite(name: str, steps: int, smoke: bool = False) -> dict:
     return merge(base, SMOKE) if smoke else base
 
 
-def random_returns(name: str, episodes: int) -> dict[str, float]:
+def random_returns(suite: dict, episodes: int) -> dict[str, float]:
+    """Mean return of uniformly random legal play per task of ``suite``."""
     from scalezero.tasks import get_task
     from scalezero.training.evaluator import random_policy_returns
 
-    names = [t["name"] for t in yaml.safe_load((ROOT / "scalezero" / "suites" / f"{name}.yaml").read_text())["tasks"]]
     out = {}
-    for name in names:
+    for name in [t["name"] for t in suite["tasks"]]:
         task = get_task(name)
         out[name] = float(random_policy_returns(task, episodes, task.spec.max_episode_steps).mean())
     return out
@@ -95,9 +95,10 @@ def main() -> None:
     args = parser.parse_args()
     name, episodes = SUITES[args.suite]
     steps = 80 if args.smoke else args.steps
-    jobs = [(args.suite, suite(args.suite, steps, args.smoke), seed) for seed in args.seeds]
+    settings = suite(args.suite, steps, args.smoke)
+    jobs = [(args.suite, settings, seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, args.suite, archive=None if args.smoke else ARCHIVE)
-    random = random_returns(args.suite, min(episodes, 8) if args.smoke else episodes)
+    random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)
     result = summarise(runs[args.suite], random)
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))
