@@ -65,12 +65,28 @@ def train(
         progress: show the live console.
         overwrite: replace the run in ``out`` (its checkpoints, metrics and reports are deleted).
     """
-    from scalezero.training.loop import train as train_loop
     from scalezero.training.run_dir import default_run_dir
 
     config = _resolve_config(suite, steps, seed, device, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config.suite, config.train.seed)
-    return train_loop(config, run_dir, show_progress=progress, overwrite=overwrite)
+    return train_and_report(config, run_dir, show_progress=progress, overwrite=overwrite)
+
+
+def train_and_report(config: Config, run_dir: Path, *, show_progress: bool = True, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """Train (``scalezero.training.loop.train``), then write the run's ``report.html`` / ``report.md``
+    from the main process. The training loop itself never renders reports, so ``training`` does
+    not depend on ``report`` (which reads training's evaluator)."""
+    from scalezero.report import write_report
+    from scalezero.training.loop import train as train_loop
+
+    result = train_loop(config, run_dir, show_progress=show_progress, resume=resume, overwrite=overwrite)
+    if result.is_main:
+        report = write_report(run_dir)
+        if show_progress:
+            from rich import print as rich_print
+
+            rich_print(f"[bold]report:[/bold] {report}")
+    return result
 
 
 class Agent:

@@ -42,7 +42,8 @@ def _config_for_task(name: str) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scalezero.training.loop import TrainingInterrupted, train
+    from scalezero.api import train_and_report
+    from scalezero.training.loop import TrainingInterrupted
     from scalezero.training.run_dir import claim_run_dir, default_run_dir
 
     _check_flag("--seed", args.seed, 0, 2**32)
@@ -83,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
             claim_run_dir(out, args.overwrite)
         return _launch(args, out)
     try:
-        train(config, out, show_progress=not args.quiet, resume=bool(args.resume), overwrite=args.overwrite)
+        train_and_report(config, out, show_progress=not args.quiet, resume=bool(args.resume), overwrite=args.overwrite)
     except TrainingInterrupted as exc:
         print(f"scalezero: {exc}; continue with: scalezero train --resume {out}", file=sys.stderr)
         return 130

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -113,7 +112,7 @@ class TrainingConsole:
             self.live = None
             self.console.print()
 
-    def finish(self, result: RunResult, layout: SuiteLayout, report: Path) -> None:
+    def finish(self, result: RunResult, layout: SuiteLayout) -> None:
         if not self.enabled:
             return
         table = Table(title="final evaluation (greedy search)", title_justify="left")
@@ -128,4 +127,3 @@ class TrainingConsole:
             f"{result.env_steps:,} env steps, {result.updates:,} updates in {result.wall_s:.0f} s "
             f"({result.env_steps / max(result.wall_s, 1e-9):.0f} env steps/s)"
         )
-        self.console.print(f"[bold]report:[/bold] {report}")

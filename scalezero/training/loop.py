@@ -42,6 +42,7 @@ class RunResult:
     env_steps: int
     updates: int
     wall_s: float
+    is_main: bool = True  # False on the other ranks of a multi-process run
 
 
 class PhaseClock:
@@ -273,13 +274,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
     logger.write_json(summary)
     logger.close()
-    result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall)
-    if not info.is_main:
-        return result
-    from scalezero.report import write_report
-
-    report = write_report(run_dir)
-    console.finish(result, layout, report)
+    result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall, info.is_main)
+    if info.is_main:
+        console.finish(result, layout)
     return result
 
 
