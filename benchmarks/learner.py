@@ -3,6 +3,11 @@
 Replays are filled with random-policy data; the timing covers sampling, target computation,
 forward, backward, the AdamW step and the target EMA. Median of repeats after warm-up.
 
+Beside it, in the same process, the machine's limit for this exact work: every matrix product,
+convolution and fused-attention call of one update (forward and backward) is recorded with its
+shapes and timed alone (``op_ceiling.py``). Achieved FLOP/s is the update's FLOPs over its
+measured time; the ceiling is the same FLOPs over the sum of those isolated times.
+
     python benchmarks/learner.py --suite minatar --threads 2
 """
 
@@ -20,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
+from op_ceiling import record, replay
 
 from scalezero.config import Config, load_suite
 from scalezero.model import WorldModel
@@ -80,6 +86,8 @@ def measure(suite: str, threads: int, repeats: int, per_repeat: int) -> dict:
             learner.update(learner.sample(collector.replays, ids))
         times.append((time.perf_counter() - start) / per_repeat)
     median = statistics.median(times)
+    ceiling = replay(record(lambda: learner.update(learner.sample(collector.replays, ids))))
+    achieved = ceiling.flops / median
     return {
         "suite": suite,
         "threads": threads,
@@ -93,6 +101,13 @@ def measure(suite: str, threads: int, repeats: int, per_repeat: int) -> dict:
         "updates_per_s": 1.0 / median,
         "repeats": repeats,
         "updates_per_repeat": per_repeat,
+        "flops_per_update": ceiling.flops,
+        "achieved_flops_per_s": achieved,
+        "ceiling_flops_per_s": ceiling.flops_per_s,
+        "fraction_of_ceiling": achieved / ceiling.flops_per_s,
+        "heavy_ops_isolated_s": ceiling.seconds,
+        "heavy_op_calls": ceiling.calls,
+        "by_op": ceiling.by_op,
     }
 
 
@@ -109,7 +124,9 @@ def main() -> None:
         rows.append(r)
         print(
             f"{suite:10s} tasks={r['tasks']} batch={r['batch_per_task']}/task width={r['embed_dim']} "
-            f"params={r['parameters']:,}: {r['updates_per_s']:.2f} updates/s ({1000 * r['seconds_per_update_median']:.0f} ms/update)"
+            f"params={r['parameters']:,}: {r['updates_per_s']:.2f} updates/s ({1000 * r['seconds_per_update_median']:.0f} ms/update), "
+            f"{r['flops_per_update'] / 1e9:.2f} GFLOP/update, {r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s achieved "
+            f"against a ceiling of {r['ceiling_flops_per_s'] / 1e9:.1f} for the same ops alone ({100 * r['fraction_of_ceiling']:.0f}%)"
         )
     path = write_result("learner", {"results": rows})
     print(f"written: {path}")

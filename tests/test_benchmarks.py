@@ -243,3 +243,29 @@ def test_step_profile_rows_add_up_to_the_wall_time():
     assert rows["collect: search network calls"] > 0 and rows["learner: backward"] > 0 and rows["evaluation"] > 0
     assert p["calls"]["collect/env"] >= 120 // 8 and p["calls"]["evaluate"] == 1 and p["updates"] > 0
     assert "| learner: backward |" in step_profile.markdown(p)
+
+
+def test_op_ceiling_counts_flops_of_a_linear_layer_by_hand():
+    import op_ceiling
+    import torch
+
+    layer = torch.nn.Linear(48, 32)
+    x = torch.randn(20, 48, requires_grad=True)
+    calls = op_ceiling.record(lambda: layer(x).sum().backward())
+    ceiling = op_ceiling.replay(calls, repeats=1, min_seconds=0.0)
+    # forward addmm 2*20*48*32; backward: grad of input and of weight, each a product of the same size
+    assert ceiling.flops == 3 * 2 * 20 * 48 * 32
+    assert ceiling.by_op["addmm"]["calls"] == 1 and ceiling.by_op["mm"]["calls"] == 2
+    assert ceiling.seconds > 0 and ceiling.flops_per_s > 0
+
+
+def test_op_ceiling_counts_cpu_attention_by_hand():
+    import op_ceiling
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.randn(2, 3, 5, 8, requires_grad=True) for _ in range(3))
+    calls = op_ceiling.record(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward())
+    ceiling = op_ceiling.replay(calls, repeats=1, min_seconds=0.0)
+    forward = 4 * 2 * 3 * 5 * 5 * 8  # q k^T and p v
+    assert ceiling.flops == forward * (1 + 2.5)
