@@ -18,7 +18,8 @@ import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -96,7 +97,10 @@ def record(fn: Callable[[], Any]) -> Counter:
     return recorder.calls
 
 
-CPU_ATTENTION = {aten._scaled_dot_product_flash_attention_for_cpu: 1.0, aten._scaled_dot_product_flash_attention_for_cpu_backward: 2.5}
+CPU_ATTENTION = {
+    aten._scaled_dot_product_flash_attention_for_cpu: 1.0,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: 2.5,
+}
 """Fused CPU attention, which PyTorch's FLOP counter does not know: forward ``q k^T`` and
 ``p v`` are ``4 B H L S E`` FLOPs; backward recomputes ``q k^T`` and takes four more products
 of the same size, 2.5 times the forward."""

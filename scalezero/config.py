@@ -323,7 +323,13 @@ class TrainConfig:
     device: str = "cpu"
     """``cpu`` or ``cuda``."""
     torch_threads: int = 0
-    """Intra-op CPU threads for torch (0: use all cores)."""
+    """Intra-op CPU threads for torch (0: use all cores; with ``overlap``, half of them for
+    each of its two threads)."""
+    overlap: bool = False
+    """Collect and learn at the same time: a worker thread applies the updates owed for the
+    data so far while the collector steps with a copy of the model refreshed after every step
+    (``scalezero.training.overlap``). Same replay ratio; an update misses only the collection
+    step running beside it. Deterministic, but not the same run as without it."""
 
     def validate(self) -> None:
         _check(self.env_steps >= 1, "train.env_steps", "an integer >= 1", self.env_steps)

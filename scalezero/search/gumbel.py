@@ -27,7 +27,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
+from numba import njit  # nogil=True throughout: the tree runs beside the learner thread of train.overlap
 
 from scalezero.search.tree import _masked_softmax, _uniform
 
@@ -70,7 +70,7 @@ def schedule(num_considered: int, num_simulations: int) -> np.ndarray:
     return arr
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _completed_qn(
     b: int,
     node: int,
@@ -125,7 +125,7 @@ def _completed_qn(
     return sum_n, max_n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _improved_policy(b: int, node: int, prior: np.ndarray, legal: np.ndarray, logits_sigma: np.ndarray, out: np.ndarray) -> None:
     """``out [A] = softmax(log prior + logits_sigma)`` over legal actions (``logits_sigma``
     holds sigma(q) on entry and is overwritten with the full logits)."""
@@ -135,14 +135,14 @@ def _improved_policy(b: int, node: int, prior: np.ndarray, legal: np.ndarray, lo
     _masked_softmax(logits_sigma, legal[b], out)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _child_visits(children: np.ndarray, visits: np.ndarray, b: int, node: int, a: int) -> int:
     """Visit count of edge ``(node, a)`` in row ``b``; 0 while the child is unexpanded."""
     c = children[b, node, a]
     return 0 if c < 0 else visits[b, c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sigma_q(
     b: int,
     node: int,
@@ -167,7 +167,7 @@ def _sigma_q(
     return sum_n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def select_gumbel(
     children: np.ndarray,
     visits: np.ndarray,
@@ -235,7 +235,7 @@ def select_gumbel(
                     a_sel = a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gumbel_root_result(
     children: np.ndarray,
     visits: np.ndarray,

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit  # nogil=True throughout: the tree runs beside the learner thread of train.overlap
 
 QNORM_MIN_DELTA = 0.01
 """Small-delta rule of the Q normalisation: values are mapped to ``(q - lo) / max(hi - lo,
@@ -48,7 +48,7 @@ small. Before any Q has been backed up, every normalised Q is 0."""
 _TWO_POW_M53 = 1.0 / 9007199254740992.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _uniform(rng_state: np.ndarray, b: int) -> float:
     """Next uniform in ``[0, 1)`` of row ``b``'s xorshift64 generator (state updated in place)."""
     x = rng_state[b]
@@ -59,7 +59,7 @@ def _uniform(rng_state: np.ndarray, b: int) -> float:
     return float(x >> np.uint64(11)) * _TWO_POW_M53
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _masked_softmax(logits: np.ndarray, legal: np.ndarray, out: np.ndarray) -> None:
     """``out[a] = softmax(logits[legal])`` at legal ``a``, 0 elsewhere (shapes ``[A]``)."""
     m = -np.inf
@@ -78,7 +78,7 @@ def _masked_softmax(logits: np.ndarray, legal: np.ndarray, out: np.ndarray) -> N
         out[a] /= total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def init_roots(
     logits: np.ndarray,
     values: np.ndarray,
@@ -103,7 +103,7 @@ def init_roots(
         action[b, 0] = -1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def select_puct(
     children: np.ndarray,
     visits: np.ndarray,
@@ -176,7 +176,7 @@ def select_puct(
             node = nxt
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def expand_backup(
     parents: np.ndarray,
     actions: np.ndarray,
@@ -227,7 +227,7 @@ def expand_backup(
             node = parent[b, node]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def root_stats(
     children: np.ndarray,
     visits: np.ndarray,

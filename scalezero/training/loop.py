@@ -27,6 +27,7 @@ from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
 from scalezero.training.metrics import MetricsLogger
+from scalezero.training.overlap import ActingCopy, BackgroundUpdates
 from scalezero.training.run_dir import claim_run_dir
 from scalezero.training.run_state import LoopState, restore_run, save_run
 from scalezero.training.setup import build_model, pick_device, resolve_tasks, seed_everything
@@ -96,7 +97,9 @@ def _stop_signals():
             signal.signal(sig, handler)
 
 
-def train(config: Config, run_dir: str | Path, show_progress: bool = True, resume: bool = False, overwrite: bool = False) -> RunResult:
+def train(
+    config: Config, run_dir: str | Path, show_progress: bool = True, resume: bool = False, overwrite: bool = False
+) -> RunResult:
     """Train one model on the config's suite; write everything to ``run_dir``.
 
     With ``resume`` the run continues from the newest checkpoint in ``run_dir`` (a damaged
@@ -111,7 +114,7 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
         claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(train_cfg.seed)
-    torch.set_num_threads(train_cfg.torch_threads or os.cpu_count() or 1)
+    torch.set_num_threads(train_cfg.torch_threads or _default_threads(train_cfg.overlap))
     device = pick_device(train_cfg.device)
     tasks, layout = resolve_tasks(config)
     names = [t.spec.name for t in tasks]
@@ -124,7 +127,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     sync = Sync(info, device)
     own = partition(len(tasks), info.world)[info.rank] if info.enabled else all_ids
     if info.enabled and train_cfg.cluster_every:
-        raise ConfigError("train.cluster_every is not supported with several processes yet (each rank sees only its tasks' gradients)")
+        raise ConfigError(
+            "train.cluster_every is not supported with several processes yet (each rank sees only its tasks' gradients)"
+        )
     rank_dir = run_dir if info.is_main else run_dir / f"rank{info.rank}"  # each rank keeps its own replay
     model = build_model(config, layout, device)
     collector = Collector(tasks, layout, config, device, task_ids=own)
@@ -139,7 +144,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     if resume:
         loop = _restore_newest(candidates, learner, collector, dps, logger)
     else:
-        loop = LoopState(next_eval=train_cfg.eval_every, next_ckpt=train_cfg.checkpoint_every, recent_returns={t: [] for t in all_ids})
+        loop = LoopState(
+            next_eval=train_cfg.eval_every, next_ckpt=train_cfg.checkpoint_every, recent_returns={t: [] for t in all_ids}
+        )
     budget = train_cfg.env_steps
     start = time.perf_counter() - loop.wall_before
     phases = PhaseClock()
@@ -161,6 +168,8 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             return
         if switched is not None:
             enter_stage(model, learner.target, switched, config.dps)
+            if acting is not None:
+                acting.replace(model)
         values = {"dps/stage": dps.stage, "dps/solved": len(dps.solved)}
         logger.scalars(values, int(loop.clock))
         logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **values})
@@ -168,13 +177,94 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     def checkpoint_now() -> Path:
         return save_run(rank_dir, learner, collector, loop, dps, logger, time.perf_counter() - start, train_cfg.keep_checkpoints)
 
+    def owed_updates() -> int:
+        """Updates the replay ratio owes for the data so far; 0 until every training task of
+        every rank holds ``learning_starts`` steps."""
+        local = [t for t in training_ids() if t in own]
+        learner.grad_weight = len(local) / max(len(training_ids()), 1)
+        if not training_ids() or not sync.all(all(steps_of(t) >= train_cfg.learning_starts for t in local)):
+            return 0
+        return max(0, int(train_cfg.replay_ratio * (loop.clock - train_cfg.learning_starts)) - learner.updates)
+
+    def one_update() -> dict:
+        """Sample and apply one update; with every task of this rank solved, a zero-gradient
+        update that joins the other ranks' step."""
+        local = [t for t in training_ids() if t in own]
+        if not local:
+            with phases("update"):
+                return learner.idle_update()
+        with phases("sample"):
+            batch = learner.sample(collector.replays, local)
+        with phases("update"):
+            return learner.update(batch)
+
+    def presampled_updates(owed: int) -> list:
+        """(overlap) The owed updates as jobs for the worker thread, their batches drawn now."""
+        local = [t for t in training_ids() if t in own]
+        batches = []
+        for _ in range(owed if local else 0):
+            with phases("sample"):
+                batches.append(learner.sample(collector.replays, local))
+        return [lambda b=b: learner.update(b) for b in batches] if local else [learner.idle_update] * owed
+
+    def record_update(result: dict) -> bool:
+        """Count a NaN/inf update (skipped; too many in a row: back to the last checkpoint, and
+        True) and log conflict measurements (every one)."""
+        nonlocal metrics, nonfinite_in_a_row
+        metrics = result
+        if "nonfinite" in result:
+            loop.nonfinite_skipped += 1
+            nonfinite_in_a_row += 1
+            logger.scalars({"nonfinite_skipped": loop.nonfinite_skipped}, int(loop.clock))
+            if nonfinite_in_a_row >= train_cfg.max_nonfinite_updates:
+                _roll_back(rank_dir, learner, dps, config)
+                loop.rollbacks += 1
+                nonfinite_in_a_row = 0
+                return True
+            return False
+        nonfinite_in_a_row = 0
+        conflict = {k: v for k, v in result.items() if k.startswith("conflict/") or k.endswith("/cluster")}
+        if conflict:
+            logger.scalars(conflict, int(loop.clock))
+            logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **conflict})
+        return False
+
+    def log_training(done: int) -> None:
+        """The training scalars and search statistics, when the ``done`` updates just made
+        crossed a multiple of 50."""
+        if done > 0 and learner.updates % 50 < done and "nonfinite" not in metrics:
+            logger.scalars(metrics, int(loop.clock))
+            for tid, root_value, entropy in stats["search"]:
+                logger.scalars(
+                    {f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid)
+                )
+            logger.train_point(
+                {
+                    "env_steps": int(loop.clock),
+                    "updates": learner.updates,
+                    **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)},
+                }
+            )
+
+    acting = ActingCopy(model) if train_cfg.overlap else None
+    stats: dict = {"episodes": [], "search": []}
     with console, _stop_signals() as stop:  # the live display always stops, also on errors
         while sync.any(bool(collecting())):
+            # (overlap) The updates owed for the data so far start on a worker thread and run
+            # while this step collects with the acting copy.
+            background = BackgroundUpdates(presampled_updates(owed_updates())) if acting is not None else None
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
             with phases("collect"):
-                stats = collector.step(model, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
+                actor = acting.model if acting is not None else model
+                stats = collector.step(actor, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
+            if background is not None:
+                with phases("update"):  # what the learner still needs once collection is done
+                    results = background.join()
+                any(record_update(r) for r in results)  # stops at a roll-back: later updates were discarded with it
+                log_training(len(results))
+                acting.refresh(model)
             gained, count = sync.sum([sum(steps_of(t) for t in active) - before, len(active)])
             loop.clock += gained / max(count, 1)
             for tid, ret, length in stats["episodes"]:
@@ -183,40 +273,15 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             if train_cfg.task_weighting == "difficulty" and stats["episodes"]:
                 progress = [task_progress(loop.recent_returns[t], tasks[t].spec) for t in all_ids]
                 learner.task_weights = difficulty_weights(progress, train_cfg.difficulty_temperature)
-            # 2. Learn: the updates owed by the replay ratio, once every training task has enough data.
-            learn_ids = training_ids()
-            local_ids = [t for t in learn_ids if t in own]
-            learner.grad_weight = len(local_ids) / max(len(learn_ids), 1)
-            if learn_ids and sync.all(all(steps_of(t) >= train_cfg.learning_starts for t in local_ids)):
-                owed = int(train_cfg.replay_ratio * (loop.clock - train_cfg.learning_starts)) - learner.updates
-                for _ in range(max(0, owed)):
-                    if local_ids:
-                        with phases("sample"):
-                            batch = learner.sample(collector.replays, local_ids)
-                        with phases("update"):
-                            metrics = learner.update(batch)
-                    else:  # every task of this rank is solved: join the step with zero gradients
-                        with phases("update"):
-                            metrics = learner.idle_update()
-                    if "nonfinite" in metrics:  # skipped; too many in a row: back to the last checkpoint
-                        loop.nonfinite_skipped += 1
-                        nonfinite_in_a_row += 1
-                        logger.scalars({"nonfinite_skipped": loop.nonfinite_skipped}, int(loop.clock))
-                        if nonfinite_in_a_row >= train_cfg.max_nonfinite_updates:
-                            _roll_back(rank_dir, learner, dps, config)
-                            loop.rollbacks += 1
-                            nonfinite_in_a_row = 0
-                        continue
-                    nonfinite_in_a_row = 0
-                    conflict = {k: v for k, v in metrics.items() if k.startswith("conflict/") or k.endswith("/cluster")}
-                    if conflict:  # measured every train.conflict_every updates: log every one
-                        logger.scalars(conflict, int(loop.clock))
-                        logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **conflict})
-                if owed > 0 and learner.updates % 50 < owed and "nonfinite" not in metrics:
-                    logger.scalars(metrics, int(loop.clock))
-                    for tid, root_value, entropy in stats["search"]:
-                        logger.scalars({f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}, steps_of(tid))
-                    logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **{k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}})
+            # 2. Learn: the updates owed by the replay ratio, once every training task has enough
+            # data (with overlap, only at the end: the updates owed for the last step).
+            if acting is None or not sync.any(bool(collecting())):
+                owed = owed_updates()
+                for _ in range(owed):
+                    record_update(one_update())
+                log_training(owed)
+                if acting is not None:
+                    acting.refresh(model)
             if dps is not None and (switched := dps.maybe_switch(learner.updates, int(loop.clock))) is not None:
                 log_dps(switched)
             # 3. Evaluate (every task, solved ones too) and checkpoint at fixed per-task step counts, and at the end.
@@ -228,10 +293,19 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
                     results = evaluate(model, tasks, layout, config, device, task_ids=own, on_episode=console.evaluation_progress)
                     loop.latest_eval = sync.evaluation(results, len(tasks))
                     console.activity("")
-                logger.evaluation(progress_steps, learner.updates, time.perf_counter() - start, loop.latest_eval, int(sync.sum([sum(steps_of(t) for t in own)])[0]), eval_s=phases.last)
+                logger.evaluation(
+                    progress_steps,
+                    learner.updates,
+                    time.perf_counter() - start,
+                    loop.latest_eval,
+                    int(sync.sum([sum(steps_of(t) for t in own)])[0]),
+                    eval_s=phases.last,
+                )
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
                 if dps is not None:
-                    log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps))
+                    log_dps(
+                        dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps)
+                    )
             if progress_steps >= loop.next_ckpt or finished:
                 loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
                 with phases("checkpoint"):
@@ -241,7 +315,9 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
             if sync.any(stop["stop"]) and not finished:
                 raise TrainingInterrupted(checkpoint_now())
             stage = f"  |  DPS stage {dps.stage}, solved {len(dps.solved)}/{len(all_ids)}" if dps is not None else ""
-            console.update(sum(steps_of(t) for t in all_ids), learner.updates, loop.latest_eval, loop.recent_returns, metrics, stage)
+            console.update(
+                sum(steps_of(t) for t in all_ids), learner.updates, loop.latest_eval, loop.recent_returns, metrics, stage
+            )
 
     wall = time.perf_counter() - start
     per_task_steps = [int(x) for x in sync.sum([float(steps_of(t)) if t in own else 0.0 for t in all_ids])]
@@ -271,13 +347,24 @@ def train(config: Config, run_dir: str | Path, show_progress: bool = True, resum
     if learner.cluster_labels:
         summary["clusters"] = {names[t]: c for t, c in sorted(learner.cluster_labels.items())}
     if dps is not None:
-        summary["dps"] = {"num_stages": config.model.lora_stages, **dps.state_dict(), "solved": [names[t] for t in sorted(dps.solved)]}
+        summary["dps"] = {
+            "num_stages": config.model.lora_stages,
+            **dps.state_dict(),
+            "solved": [names[t] for t in sorted(dps.solved)],
+        }
     logger.write_json(summary)
     logger.close()
     result = RunResult(run_dir, summary["final_eval"], total_steps, learner.updates, wall, info.is_main)
     if info.is_main:
         console.finish(result, layout)
     return result
+
+
+def _default_threads(overlap: bool) -> int:
+    """``train.torch_threads: 0``: every core, or half of them per thread with ``train.overlap``
+    (the learner's thread and the collector's each run their own ops)."""
+    cores = os.cpu_count() or 1
+    return max(1, cores // 2) if overlap else cores
 
 
 def _resume_points(run_dir: Path) -> list[Path]:
@@ -297,7 +384,9 @@ def _resume_points(run_dir: Path) -> list[Path]:
     return intact
 
 
-def _restore_newest(candidates: list[Path], learner: Learner, collector: Collector, dps: DPSController | None, logger: MetricsLogger) -> LoopState:
+def _restore_newest(
+    candidates: list[Path], learner: Learner, collector: Collector, dps: DPSController | None, logger: MetricsLogger
+) -> LoopState:
     """Restore the newest of ``candidates`` whose content loads (its checksums passed, but it
     may still not fit this run); every restore overwrites all it touches, so a failed one
     leaves nothing behind for the next."""
@@ -305,7 +394,11 @@ def _restore_newest(candidates: list[Path], learner: Learner, collector: Collect
         try:
             return restore_run(path, learner, collector, dps, logger)
         except (CheckpointError, ValueError, KeyError) as exc:
-            warnings.warn(f"cannot restore {path.name} ({type(exc).__name__}: {exc}); trying an older checkpoint", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"cannot restore {path.name} ({type(exc).__name__}: {exc}); trying an older checkpoint",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     raise CheckpointError(f"cannot resume: no checkpoint in {candidates[0].parent} could be restored")
 
 
@@ -318,7 +411,9 @@ def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, confi
             f"{config.train.max_nonfinite_updates} updates in a row had NaN/inf losses or gradients and there is "
             "no checkpoint to roll back to; lower train.lr or check the task's rewards"
         ) from None
-    warnings.warn(f"{config.train.max_nonfinite_updates} NaN/inf updates in a row: rolling back to {path}", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"{config.train.max_nonfinite_updates} NaN/inf updates in a row: rolling back to {path}", RuntimeWarning, stacklevel=2
+    )
     load_checkpoint(path, learner.model, learner.target, learner.optimizer)
     if dps is not None:
         enter_stage(learner.model, learner.target, dps.stage, config.dps)
