@@ -325,6 +325,10 @@ class TrainConfig:
     torch_threads: int = 0
     """Intra-op CPU threads for torch (0: use all cores; with ``overlap``, half of them for
     each of its two threads)."""
+    background_eval: bool = False
+    """Evaluate in a second process while training goes on (``scalezero.training.background_eval``):
+    the figures are those of the weights at each evaluation point, taken at the next point;
+    the last evaluation is the loop's own. Built-in and installed tasks only; one process."""
     overlap: bool = False
     """Collect and learn at the same time: a worker thread applies the updates owed for the
     data so far while the collector steps with a copy of the model refreshed after every step

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from scalezero.config import Config, ConfigError, save_config
+from scalezero.training.background_eval import BackgroundEvaluator
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
@@ -110,6 +111,8 @@ def train(
     """
     train_cfg = config.train
     run_dir = Path(run_dir)
+    if train_cfg.background_eval and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train.background_eval is not supported with several processes (their evaluations are gathered in step)")
     if not resume and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +178,7 @@ def train(
         logger.train_point({"env_steps": int(loop.clock), "updates": learner.updates, **values})
 
     def checkpoint_now() -> Path:
+        take_background_evaluation(unless_current=True)  # a checkpoint holds no evaluation of other weights
         return save_run(rank_dir, learner, collector, loop, dps, logger, time.perf_counter() - start, train_cfg.keep_checkpoints)
 
     def owed_updates() -> int:
@@ -246,9 +250,34 @@ def train(
                 }
             )
 
+    def record_evaluation(point: dict, results: dict, eval_s: float, worker_s: float | None = None) -> None:
+        """Log an evaluation of the run at ``point`` (its env steps, updates, wall time) and let
+        DPS see it."""
+        loop.latest_eval = sync.evaluation(results, len(tasks))
+        logger.evaluation(point["env_steps"], point["updates"], point["wall_s"], loop.latest_eval, point["env_steps_total"], eval_s=eval_s, worker_s=worker_s)
+        if dps is not None:
+            log_dps(dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, point["updates"], point["env_steps"]))
+
+    def take_background_evaluation(unless_current: bool = False) -> None:
+        """Wait for the evaluation out at the worker and record it; with ``unless_current``
+        leave it out when it measures the weights as they are now (a checkpoint records it)."""
+        if background_eval is None or background_eval.pending is None:
+            return
+        pending = background_eval.pending
+        if unless_current and (pending.env_steps, pending.updates) == (int(loop.clock), learner.updates):
+            return
+        with phases("evaluate"):
+            _, results, waited, worker_s = background_eval.take()
+        loop.pending_eval = None
+        point = {"env_steps": pending.env_steps, "updates": pending.updates, "wall_s": pending.wall_s, "env_steps_total": pending.env_steps_total}
+        record_evaluation(point, results, eval_s=waited, worker_s=worker_s)
+
     acting = ActingCopy(model) if train_cfg.overlap else None
+    background_eval = BackgroundEvaluator(config) if train_cfg.background_eval else None
+    if background_eval is not None and loop.pending_eval is not None:  # resumed with an evaluation of these weights out
+        background_eval.submit(model, own, **loop.pending_eval)
     stats: dict = {"episodes": [], "search": []}
-    with console, _stop_signals() as stop:  # the live display always stops, also on errors
+    with console, _stop_signals() as stop, _closing(background_eval):  # the live display always stops, also on errors
         while sync.any(bool(collecting())):
             # (overlap) The updates owed for the data so far start on a worker thread and run
             # while this step collects with the acting copy.
@@ -288,24 +317,18 @@ def train(
             progress_steps = int(loop.clock)
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
-                with phases("evaluate"):
-                    console.activity("evaluating")
-                    results = evaluate(model, tasks, layout, config, device, task_ids=own, on_episode=console.evaluation_progress)
-                    loop.latest_eval = sync.evaluation(results, len(tasks))
-                    console.activity("")
-                logger.evaluation(
-                    progress_steps,
-                    learner.updates,
-                    time.perf_counter() - start,
-                    loop.latest_eval,
-                    int(sync.sum([sum(steps_of(t) for t in own)])[0]),
-                    eval_s=phases.last,
-                )
+                point = {"env_steps": progress_steps, "updates": learner.updates, "wall_s": time.perf_counter() - start, "env_steps_total": int(sync.sum([sum(steps_of(t) for t in own)])[0])}
+                take_background_evaluation()  # the previous point's figures (background_eval)
+                if background_eval is None or finished:  # the last evaluation is always the loop's own
+                    with phases("evaluate"):
+                        console.activity("evaluating")
+                        results = evaluate(model, tasks, layout, config, device, task_ids=own, on_episode=console.evaluation_progress)
+                        console.activity("")
+                    record_evaluation({**point, "wall_s": time.perf_counter() - start}, results, eval_s=phases.last)
+                else:
+                    loop.pending_eval = {**point, "dps_stage": dps.stage if dps is not None else None}
+                    background_eval.submit(model, own, **loop.pending_eval)
                 loop.next_eval = _next_multiple(progress_steps, train_cfg.eval_every)
-                if dps is not None:
-                    log_dps(
-                        dps.observe({t: r["return_mean"] for t, r in loop.latest_eval.items()}, learner.updates, progress_steps)
-                    )
             if progress_steps >= loop.next_ckpt or finished:
                 loop.next_ckpt = _next_multiple(progress_steps, train_cfg.checkpoint_every)
                 with phases("checkpoint"):
@@ -358,6 +381,15 @@ def train(
     if info.is_main:
         console.finish(result, layout)
     return result
+
+
+@contextlib.contextmanager
+def _closing(background: BackgroundEvaluator | None):
+    try:
+        yield
+    finally:
+        if background is not None:
+            background.close()
 
 
 def _default_threads(overlap: bool) -> int:

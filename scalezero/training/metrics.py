@@ -38,15 +38,18 @@ class MetricsLogger:
 
     def evaluation(
         self, env_steps: int, updates: int, wall: float, results: dict[int, dict[str, float]], env_steps_total: int | None = None,
-        eval_s: float | None = None,
+        eval_s: float | None = None, worker_s: float | None = None,
     ) -> None:  # fmt: skip
         """Record one evaluation of every task (``env_steps`` per task; ``env_steps_total``
         summed over tasks, which differs from ``env_steps x tasks`` once solved tasks stop;
-        ``wall`` the run's seconds so far, ``eval_s`` the seconds this evaluation took)."""
+        ``wall`` the run's seconds so far, ``eval_s`` the seconds the loop spent on this
+        evaluation, ``worker_s`` those it took in the background worker, if there)."""
         for tid, r in results.items():
             row = {"env_steps": env_steps, "env_steps_total": env_steps_total, "updates": updates, "wall_s": round(wall, 2), "task": self.task_names[tid], **r}
             if eval_s is not None:
                 row["eval_s"] = round(eval_s, 2)
+            if worker_s is not None:
+                row["eval_worker_s"] = round(worker_s, 2)
             self.eval_rows.append(row)
             self.scalars({f"task{tid}/eval/return": r["return_mean"], f"task{tid}/eval/length": r["length_mean"]}, env_steps)
             if "success_rate" in r:

@@ -42,6 +42,9 @@ class LoopState:
     recent_returns: dict[int, list[float]] = field(default_factory=dict)
     nonfinite_skipped: int = 0
     rollbacks: int = 0
+    pending_eval: dict[str, Any] | None = None
+    """``train.background_eval``: the point (env steps, updates, wall, DPS stage) of an
+    evaluation of the checkpoint's own weights still out when it was written."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,0 +1,95 @@
+"""Greedy evaluation in a second process while training goes on (``train.background_eval``).
+
+At an evaluation point the loop hands a copy of the online weights to a worker process and
+trains on; the worker plays the evaluation episodes on its own core and the loop takes the
+results at the next evaluation point (or at a checkpoint, or at the end), waiting only if
+they are not ready. An evaluation depends on nothing but the weights, the config and its
+seeds, so the figures are the ones the loop would have measured itself at that point, and
+they are logged with that point's env steps, updates and wall time; when they are *taken*
+is fixed by the schedule, not by the worker's speed, so runs stay deterministic and resume
+exactly (a checkpoint written while an evaluation of its own weights is out records it, and
+a resume starts it again from those weights).
+
+The worker is started with ``spawn`` and builds the suite's tasks itself, so it knows the
+shipped task families and any task registered at import time of an installed package; a
+task registered only inside a script is not visible to it (keep ``background_eval`` off
+there).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scalezero.config import Config, config_from_dict
+
+_WORKER: dict = {}
+
+
+def _start_worker(config_data: dict, threads: int) -> None:
+    from scalezero.training.setup import build_model, pick_device, resolve_tasks
+
+    torch.set_num_threads(threads)
+    config = config_from_dict(config_data)
+    device = pick_device(config.train.device)
+    tasks, layout = resolve_tasks(config)
+    _WORKER.update(config=config, device=device, tasks=tasks, layout=layout, model=build_model(config, layout, device))
+
+
+def _evaluate(weights: dict[str, np.ndarray], dps_stage: int | None, task_ids: list[int]) -> tuple[dict, float]:
+    from scalezero.training.dps import enter_stage
+    from scalezero.training.evaluator import evaluate
+
+    config, model, device = _WORKER["config"], _WORKER["model"], _WORKER["device"]
+    if dps_stage is not None:
+        enter_stage(model, None, dps_stage, config.dps)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    start = time.perf_counter()
+    results = evaluate(model, _WORKER["tasks"], _WORKER["layout"], config, device, task_ids=task_ids)
+    return results, time.perf_counter() - start
+
+
+@dataclass
+class PendingEvaluation:
+    """An evaluation out at the worker, and the point of the run it measures."""
+
+    future: Future
+    env_steps: int
+    updates: int
+    wall_s: float
+    env_steps_total: int
+    dps_stage: int | None
+
+
+class BackgroundEvaluator:
+    """One worker process that evaluates weight snapshots, one at a time."""
+
+    def __init__(self, config: Config, threads: int = 1) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker, initargs=(config.to_dict(), threads))
+        self.pending: PendingEvaluation | None = None
+
+    def submit(self, model: torch.nn.Module, task_ids: list[int], *, env_steps: int, updates: int, wall_s: float, env_steps_total: int, dps_stage: int | None) -> None:
+        """Start evaluating ``model``'s current weights (the previous evaluation must have been taken)."""
+        assert self.pending is None, "take the previous evaluation first"
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+        future = self._pool.submit(_evaluate, weights, dps_stage, list(task_ids))
+        self.pending = PendingEvaluation(future, env_steps, updates, wall_s, env_steps_total, dps_stage)
+
+    def take(self) -> tuple[PendingEvaluation, dict[int, dict[str, float]], float, float] | None:
+        """Wait for the evaluation out, if any: (its point, results, seconds waited here,
+        seconds it took in the worker)."""
+        if self.pending is None:
+            return None
+        pending, self.pending = self.pending, None
+        start = time.perf_counter()
+        results, worker_s = pending.future.result()
+        return pending, results, time.perf_counter() - start, worker_s
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
