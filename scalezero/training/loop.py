@@ -281,16 +281,16 @@ def train(
         while sync.any(bool(collecting())):
             # (overlap) The updates owed for the data so far start on a worker thread and run
             # while this step collects with the acting copy.
-            background = BackgroundUpdates(presampled_updates(owed_updates())) if acting is not None else None
+            learning = BackgroundUpdates(presampled_updates(owed_updates())) if acting is not None else None
             # 1. Collect: one step of every copy of every unsolved task still under budget.
             active = collecting()
             before = sum(steps_of(t) for t in active)
             with phases("collect"):
                 actor = acting.model if acting is not None else model
                 stats = collector.step(actor, active, progress=loop.clock / budget) if active else {"episodes": [], "search": []}
-            if background is not None:
+            if learning is not None:
                 with phases("update"):  # what the learner still needs once collection is done
-                    results = background.join()
+                    results = learning.join()
                 any(record_update(r) for r in results)  # stops at a roll-back: later updates were discarded with it
                 log_training(len(results))
                 acting.refresh(model)
@@ -317,7 +317,8 @@ def train(
             progress_steps = int(loop.clock)
             finished = not sync.any(bool(collecting()))
             if progress_steps >= loop.next_eval or finished:
-                point = {"env_steps": progress_steps, "updates": learner.updates, "wall_s": time.perf_counter() - start, "env_steps_total": int(sync.sum([sum(steps_of(t) for t in own)])[0])}
+                total = int(sync.sum([sum(steps_of(t) for t in own)])[0])
+                point = {"env_steps": progress_steps, "updates": learner.updates, "wall_s": time.perf_counter() - start, "env_steps_total": total}
                 take_background_evaluation()  # the previous point's figures (background_eval)
                 if background_eval is None or finished:  # the last evaluation is always the loop's own
                     with phases("evaluate"):
