@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/<suite>-s<seed>-<time>); one that holds a run already is refused")
     t.add_argument("--overwrite", action="store_true", help="replace the run in --out (its checkpoints, metrics and reports are deleted)")
     t.add_argument("--device", choices=["cpu", "cuda"], help="overrides train.device")
-    t.add_argument("--set", nargs="+", metavar="SECTION.KEY=VALUE", help="override any config field, e.g. --set train.replay_ratio=0.5 search.algorithm=gumbel")
+    t.add_argument("--set", nargs="+", action="extend", metavar="SECTION.KEY=VALUE", help="override any config field, e.g. --set train.replay_ratio=0.5 search.algorithm=gumbel (repeatable: every --set counts)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
     t.add_argument("--nproc", type=int, default=1, help="processes on this machine (tasks are split between them; gloo on CPU, NCCL on GPU)")
     t.set_defaults(func=_train)

@@ -62,10 +62,12 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(yaml.safe_dump(TINY))
     run = tmp_path / "run"
-    argv = ["train", "--suite", str(suite), "--out", str(run), "--seed", "3", "--set", "search.num_simulations=3", "train.lr=2e-4", "--quiet"]
+    argv = ["train", "--suite", str(suite), "--out", str(run), "--seed", "3", "--set", "search.num_simulations=3", "train.lr=2e-4",
+            "--set", "train.value_weight=0.75", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["search"]["num_simulations"] == 3 and saved["train"]["lr"] == 2e-4 and saved["train"]["seed"] == 3
+    assert saved["train"]["value_weight"] == 0.75  # a second --set adds to the first
     for name in ("config.yaml", "eval.csv", "metrics.json", "report.md", "learning_curves.png"):
         assert (run / name).exists(), name
     assert (run / "learning_curves.png").stat().st_size > 1000
