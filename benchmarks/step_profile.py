@@ -134,7 +134,7 @@ def profile_suite(suite: str, steps: int) -> dict:
     tasks = len(base.tasks)
     config = with_overrides(
         base, "train", env_steps=steps, learning_starts=min(base.train.learning_starts, steps // 5), eval_every=steps,
-        checkpoint_every=10 * steps, torch_threads=1, eval_episodes=min(base.train.eval_episodes, 4),
+        checkpoint_every=10 * steps, torch_threads=1, background_eval=False, eval_episodes=min(base.train.eval_episodes, 4),
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, instrumented() as timers:
         start = time.perf_counter()
