@@ -3,6 +3,7 @@ own evaluation at the same points, the same training, and an exact resume with a
 out at the checkpoint."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -68,3 +69,48 @@ def test_background_evaluation_needs_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ConfigError, match="background_eval"):
         train(_config(True), tmp_path / "run", show_progress=False)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process groups from /proc")
+def test_ctrl_c_with_an_evaluation_out_checkpoints_and_leaves_no_process(tmp_path):
+    """Ctrl-C reaches the worker too: it ignores it, the training process writes its final
+    checkpoint and stops the worker, and nothing of the run's process group is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    suite = {**RUN, "tasks": ["minatar-breakout"], "train": {**RUN["train"], "env_steps": 100_000, "eval_every": 200,
+             "eval_episodes": 8, "eval_max_steps": 0, "checkpoint_every": 100_000, "background_eval": True}}  # fmt: skip
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scalezero.cli", "train", "--suite", str(tmp_path / "suite.yaml"), "--out", str(run), "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "eval.csv").exists():  # the first evaluation was taken: the next one is out
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read().decode()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert [p.name for p in (run / "checkpoints").iterdir()]
+    deadline = time.time() + 20  # multiprocessing's resource tracker leaves once the run has gone
+    while _alive_in_group(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive_in_group(proc.pid)
+
+
+def _alive_in_group(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (those wait for init to reap them)."""
+    from pathlib import Path
+
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive

@@ -19,6 +19,7 @@ there).
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ _WORKER: dict = {}
 def _start_worker(config_data: dict, threads: int) -> None:
     from scalezero.training.setup import build_model, pick_device, resolve_tasks
 
+    # Ctrl-C reaches the whole process group: the training process handles it (a final
+    # checkpoint, which may still take this worker's evaluation) and shuts the worker down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
     config = config_from_dict(config_data)
     device = pick_device(config.train.device)
@@ -92,4 +97,11 @@ class BackgroundEvaluator:
         return pending, results, time.perf_counter() - start, worker_s
 
     def close(self) -> None:
+        """Stop the worker now (an evaluation still out is abandoned). It ignores SIGINT and
+        SIGTERM, so it is killed, and reaped here so that nothing of the run outlives it."""
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
