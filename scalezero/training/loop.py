@@ -162,9 +162,13 @@ def train(
     def training_ids() -> list[int]:
         return dps.active_tasks() if dps is not None else all_ids
 
+    def local_ids() -> list[int]:
+        """This rank's tasks still training (unsolved)."""
+        return [t for t in training_ids() if t in own]
+
     def collecting() -> list[int]:
         """This rank's unsolved tasks still under budget."""
-        return [t for t in training_ids() if t in own and steps_of(t) < budget]
+        return [t for t in local_ids() if steps_of(t) < budget]
 
     def log_dps(switched: int | None) -> None:
         if dps is None:
@@ -184,7 +188,7 @@ def train(
     def owed_updates() -> int:
         """Updates the replay ratio owes for the data so far; 0 until every training task of
         every rank holds ``learning_starts`` steps."""
-        local = [t for t in training_ids() if t in own]
+        local = local_ids()
         learner.grad_weight = len(local) / max(len(training_ids()), 1)
         if not training_ids() or not sync.all(all(steps_of(t) >= train_cfg.learning_starts for t in local)):
             return 0
@@ -193,7 +197,7 @@ def train(
     def one_update() -> dict:
         """Sample and apply one update; with every task of this rank solved, a zero-gradient
         update that joins the other ranks' step."""
-        local = [t for t in training_ids() if t in own]
+        local = local_ids()
         if not local:
             with phases("update"):
                 return learner.idle_update()
@@ -204,7 +208,7 @@ def train(
 
     def presampled_updates(owed: int) -> list:
         """(overlap) The owed updates as jobs for the worker thread, their batches drawn now."""
-        local = [t for t in training_ids() if t in own]
+        local = local_ids()
         batches = []
         for _ in range(owed if local else 0):
             with phases("sample"):
@@ -263,11 +267,11 @@ def train(
         leave it out when it measures the weights as they are now (a checkpoint records it)."""
         if background_eval is None or background_eval.pending is None:
             return
-        pending = background_eval.pending
-        if unless_current and (pending.env_steps, pending.updates) == (int(loop.clock), learner.updates):
+        current = (background_eval.pending.env_steps, background_eval.pending.updates) == (int(loop.clock), learner.updates)
+        if unless_current and current:
             return
         with phases("evaluate"):
-            _, results, waited, worker_s = background_eval.take()
+            pending, results, waited, worker_s = background_eval.take()
         loop.pending_eval = None
         point = {"env_steps": pending.env_steps, "updates": pending.updates, "wall_s": pending.wall_s, "env_steps_total": pending.env_steps_total}
         record_evaluation(point, results, eval_s=waited, worker_s=worker_s)
