@@ -96,14 +96,14 @@ def instrumented():
     from scalezero.model.tree_cache import TreeSearchModel
     from scalezero.model.world_model import WorldModel
     from scalezero.tasks.vector import EnvBatch
-    from scalezero.training import acting, loop
+    from scalezero.training import acting, run
     from scalezero.training.collector import Collector
     from scalezero.training.learner import Learner
     from scalezero.training.metrics import MetricsLogger
 
     timers = Timers()
     timers.wrap(Collector, "step", "collect", sets_phase=True)
-    timers.wrap(loop, "evaluate", "evaluate", sets_phase=True)
+    timers.wrap(run, "evaluate", "evaluate", sets_phase=True)
     timers.wrap(EnvBatch, "step", "env", phase=True)
     timers.wrap(acting, "run_search", "search", phase=True)
     timers.wrap(TreeSearchModel, "__call__", "search_net", phase=True)
