@@ -4,33 +4,18 @@ out at the checkpoint."""
 
 import json
 import os
-import shutil
 
 import pytest
+from tiny_run import EXACT_TRAIN, history, resume_copy, tiny
 
 from scalezero.config import ConfigError, config_from_dict
 from scalezero.training.loop import train
 
-RUN = {
-    "tasks": ["cartpole", "minatar-breakout"],
-    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
-    "search": {"num_simulations": 4},
-    "replay": {"unroll_steps": 2, "td_steps": 2, "capacity_per_task": 400},
-    "train": {"env_steps": 160, "num_envs": 4, "batch_size": 4, "learning_starts": 40, "replay_ratio": 1.0, "eval_every": 40,
-              "eval_episodes": 2, "eval_max_steps": 20, "checkpoint_every": 80, "keep_checkpoints": 100, "torch_threads": 1},
-}  # fmt: skip
-TIMES = ("wall_s", "eval_s", "eval_worker_s")
+RUN = tiny(**EXACT_TRAIN, env_steps=160, eval_every=40, checkpoint_every=80)
 
 
 def _config(background: bool):
     return config_from_dict({**RUN, "train": {**RUN["train"], "background_eval": background}})
-
-
-def _history(run):
-    data = json.loads((run / "metrics.json").read_text())
-    evals = [{k: v for k, v in r.items() if k not in TIMES} for r in data["eval"]]
-    train_rows = [{k: v for k, v in r.items() if not (k.endswith("_s") or k.startswith("time"))} for r in data["train"]]
-    return train_rows, evals, data
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +27,12 @@ def runs(tmp_path_factory):
 
 
 def test_background_evaluation_measures_what_the_loop_would(runs):
-    plain_train, plain_eval, _ = _history(runs / "plain")
-    bg_train, bg_eval, bg = _history(runs / "background")
+    plain_train, plain_eval, _ = history(runs / "plain")
+    bg_train, bg_eval, _ = history(runs / "background")
     assert bg_train == plain_train  # evaluation never touches training
     assert bg_eval == plain_eval  # every point, every task, every figure
     assert [r["env_steps"] for r in bg_eval[::2]] == [40, 80, 120, 160]
-    workers = [r for r in bg["eval"] if "eval_worker_s" in r]
+    workers = [r for r in json.loads((runs / "background" / "metrics.json").read_text())["eval"] if "eval_worker_s" in r]
     assert len(workers) == 2 * 3 and all(r["eval_worker_s"] > 0 for r in workers)  # all but the last ran in the worker
 
 
@@ -55,12 +40,9 @@ def test_background_evaluation_resumes_exactly_with_an_evaluation_out(runs, tmp_
     straight = runs / "background"
     state = json.loads((straight / "checkpoints" / "ckpt_80" / "state.json").read_text())
     assert state["state"]["loop"]["pending_eval"]["env_steps"] == 80  # the evaluation of these weights was out
-    resumed = tmp_path / "resumed"
-    (resumed / "checkpoints").mkdir(parents=True)
-    shutil.copy(straight / "config.yaml", resumed / "config.yaml")
-    shutil.copytree(straight / "checkpoints" / "ckpt_80", resumed / "checkpoints" / "ckpt_80")
+    resumed = resume_copy(straight, "ckpt_80", tmp_path / "resumed")
     train(_config(True), resumed, show_progress=False, resume=True)
-    a, b = _history(straight), _history(resumed)
+    a, b = history(straight), history(resumed)
     assert a[0] == b[0] and a[1] == b[1]
 
 

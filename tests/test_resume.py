@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_run import EXACT_TRAIN, TINY, history, resume_copy, tiny
 
 from scalezero.config import config_from_dict
 from scalezero.errors import CheckpointError
@@ -30,14 +31,6 @@ from scalezero.training.metrics import MetricsLogger
 from scalezero.training.run_state import restore_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "flaky_envs.py"
-TINY = {
-    "tasks": ["cartpole", "minatar-breakout"],
-    "model": {"embed_dim": 32, "num_layers": 1, "num_heads": 2, "mlp_hidden": 32, "conv_channels": 8},
-    "search": {"num_simulations": 4},
-    "replay": {"unroll_steps": 2, "td_steps": 2, "capacity_per_task": 400},
-    "train": {"env_steps": 240, "num_envs": 4, "batch_size": 4, "learning_starts": 40, "replay_ratio": 0.5, "eval_every": 240,
-              "eval_episodes": 2, "eval_max_steps": 20, "checkpoint_every": 40, "keep_checkpoints": 2},
-}  # fmt: skip
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -94,18 +87,8 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
 
 #: One torch thread (bitwise repeatable), a checkpoint every 40 steps, all kept; the tasks of
 #: the classic suite or two MinAtar games.
-EXACT = {**TINY, "train": {**TINY["train"], "env_steps": 200, "replay_ratio": 1.0, "eval_every": 80, "checkpoint_every": 40, "keep_checkpoints": 100, "torch_threads": 1}}
+EXACT = tiny(**EXACT_TRAIN, env_steps=200, eval_every=80)
 EXACT_TASKS = {"classic": ["cartpole", "acrobot"], "minatar": ["minatar-breakout", "minatar-asterix"]}
-
-
-def _timeless(rows: list[dict]) -> list[dict]:
-    """Metrics rows without what measures time (the only thing a resume may change)."""
-    return [{k: v for k, v in row.items() if not (k.endswith("_s") or k.startswith("time"))} for row in rows]
-
-
-def _history(run: Path) -> tuple[list[dict], list[dict], dict]:
-    data = json.loads((run / "metrics.json").read_text())
-    return _timeless(data["train"]), _timeless(data["eval"]), data["summary"]
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -115,23 +98,13 @@ def _final_weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def _assert_same_run(a: Path, b: Path) -> None:
-    train_a, eval_a, _ = _history(a)
-    train_b, eval_b, _ = _history(b)
+    train_a, eval_a, _ = history(a)
+    train_b, eval_b, _ = history(b)
     assert len(train_a) >= 3 and len(eval_a) == 2 * 3  # 2 tasks, evaluated at 80, 160 and 200
     assert train_b == train_a  # every logged loss, bit for bit
     assert eval_b == eval_a
     wa, wb = _final_weights(a), _final_weights(b)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # networks, optimiser, RNG
-
-
-def _resume_copy(straight: Path, checkpoint: str, into: Path) -> Path:
-    """A run directory as a kill right after (or any time after) ``checkpoint`` leaves it."""
-    import shutil
-
-    (into / "checkpoints").mkdir(parents=True)
-    shutil.copy(straight / "config.yaml", into / "config.yaml")
-    shutil.copytree(straight / "checkpoints" / checkpoint, into / "checkpoints" / checkpoint)
-    return into
 
 
 @pytest.fixture(scope="module", params=sorted(EXACT_TASKS))
@@ -150,12 +123,12 @@ def _exact_config(run: Path):
 def test_resume_reproduces_the_straight_run_exactly(straight_run, tmp_path, checkpoint):
     """Killed at or after a checkpoint, then resumed: the same losses and evaluations, bit for
     bit, as the run that never stopped (episodes running at the kill continue, rebuilt)."""
-    run = _resume_copy(straight_run, checkpoint, tmp_path / "resumed")
+    run = resume_copy(straight_run, checkpoint, tmp_path / "resumed")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no env may fall back to new episodes here
         train(_exact_config(straight_run), run, show_progress=False, resume=True)
     _assert_same_run(straight_run, run)
-    assert _history(run)[2]["robustness"]["resumes"] == 1
+    assert history(run)[2]["robustness"]["resumes"] == 1
 
 
 def test_sigkill_between_checkpoints_then_resume_is_exact(straight_run, tmp_path):
@@ -242,7 +215,7 @@ def test_an_env_that_ignores_its_seed_is_detected():
 
 def test_sigterm_writes_a_final_checkpoint(tmp_path):
     suite = tmp_path / "tiny.yaml"
-    suite.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "env_steps": 100_000, "keep_checkpoints": 10}}))
+    suite.write_text(yaml.safe_dump(tiny(env_steps=100_000, keep_checkpoints=10)))
     run = tmp_path / "run"
     proc = _cli("--suite", str(suite), "--out", str(run))
     _wait_for_checkpoints(run, 1, proc)  # training (and its signal handling) is under way
@@ -259,7 +232,7 @@ def test_sigterm_writes_a_final_checkpoint(tmp_path):
 
 def test_leftover_tmp_and_damaged_newest_checkpoint(tmp_path):
     run = tmp_path / "run"
-    train(config_from_dict({**TINY, "train": {**TINY["train"], "env_steps": 120, "keep_checkpoints": 5}}), run, show_progress=False)
+    train(config_from_dict(tiny(env_steps=120, keep_checkpoints=5)), run, show_progress=False)
     ckpts = list_checkpoints(run)
     (run / "checkpoints" / "ckpt_999.tmp").mkdir()  # what a kill during a write leaves behind
     (run / "checkpoints" / "ckpt_999.tmp" / "model.safetensors").write_bytes(b"partial")
@@ -296,7 +269,7 @@ def _rewrite_manifest(path: Path) -> None:
 
 def test_pickle_payloads_are_never_executed(tmp_path):
     run = tmp_path / "run"
-    train(config_from_dict({**TINY, "train": {**TINY["train"], "env_steps": 80}}), run, show_progress=False)
+    train(config_from_dict(tiny(env_steps=80)), run, show_progress=False)
     path = latest_checkpoint(run)
     marker = tmp_path / "pwned"
     # An attacker who also rewrites the manifest: a pickled object array inside arrays.npz ...
@@ -355,7 +328,7 @@ def test_nan_losses_are_skipped_then_rolled_back(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(Learner, "compute_losses", sometimes_nan)
-    data = {**TINY, "train": {**TINY["train"], "env_steps": 200, "replay_ratio": 1.0, "checkpoint_every": 60, "max_nonfinite_updates": 4}}
+    data = tiny(env_steps=200, replay_ratio=1.0, checkpoint_every=60, max_nonfinite_updates=4)
     with pytest.warns(RuntimeWarning, match="rolling back"):
         train(config_from_dict(data), tmp_path / "run", show_progress=False)
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())["summary"]
@@ -369,7 +342,7 @@ def test_nan_losses_are_skipped_then_rolled_back(tmp_path, monkeypatch):
 def test_a_checkpoint_that_verifies_but_does_not_load_falls_back_to_an_older_one(straight_run, tmp_path):
     import shutil
 
-    run = _resume_copy(straight_run, "ckpt_80", tmp_path / "resumed")
+    run = resume_copy(straight_run, "ckpt_80", tmp_path / "resumed")
     shutil.copytree(straight_run / "checkpoints" / "ckpt_120", run / "checkpoints" / "ckpt_120")
     state = json.loads((run / "checkpoints" / "ckpt_120" / "state.json").read_text())
     del state["state"]["learner"]  # intact bytes (the manifest is rewritten), unusable content
