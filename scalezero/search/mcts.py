@@ -1,4 +1,5 @@
-"""The search driver: ``run_search`` over a batch of independent roots.
+"""The search drivers over a batch of independent roots: :func:`puct_search` and
+:func:`gumbel_search` (``run_search`` picks one by ``config.algorithm``), one simulation loop.
 
 Per simulation the driver makes exactly three calls: a numba selection kernel (one leaf
 edge per row), the model's ``recurrent`` function (one new node per row), and a numba
@@ -141,95 +142,158 @@ def run_search(
     rng: np.random.Generator,
     explore: bool,
 ) -> SearchOutput:
-    """Run ``config.num_simulations`` simulations from every root of the batch.
+    """Run ``config.num_simulations`` simulations from every root of the batch with the
+    config's root algorithm: :func:`puct_search` or :func:`gumbel_search`."""
+    search = gumbel_search if config.algorithm == "gumbel" else puct_search
+    return search(root, recurrent, config, discount, rng, explore)
 
-    pUCT (``config.algorithm == "puct"``): with ``explore`` the root prior is mixed with
-    Dirichlet noise over legal actions and the action is sampled from
-    ``visits ** (1 / collect_temperature)``; otherwise the action is the most visited one
-    (ties: higher prior, then uniformly at random). The target is the visit distribution.
-    Gumbel: see ``gumbel.py``; ``explore`` scales the root Gumbel noise by ``gumbel_scale``
-    (0 otherwise); the target is the improved policy at the root.
-    Rows are independent; all randomness comes from ``rng``.
+
+def puct_search(
+    root: Root, recurrent: RecurrentFn, config: SearchConfig, discount: float, rng: np.random.Generator, explore: bool
+) -> SearchOutput:
+    """MuZero's search: pUCT selection everywhere, the visit distribution as the target.
+
+    With ``explore`` the root prior is mixed with Dirichlet noise over legal actions and the
+    action is sampled from ``visits ** (1 / collect_temperature)``; otherwise the action is the
+    most visited one (ties: higher prior, then uniformly at random). Rows are independent; all
+    randomness comes from ``rng``.
     """
-    logits = _as_f32(root.prior_logits)
-    values = _as_f32(root.value).reshape(-1)
-    legal = np.ascontiguousarray(root.legal, dtype=np.bool_)
-    tree_legal = legal if root.tree_legal is None else np.ascontiguousarray(root.tree_legal | legal, dtype=np.bool_)
-    if logits.ndim != 2 or legal.shape != logits.shape or tree_legal.shape != legal.shape or values.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"Root shapes disagree: prior_logits {logits.shape}, legal {legal.shape}, value {values.shape}; "
-            "expected [B, A], [B, A] and [B]"
-        )
-    if not legal.any(axis=1).all():
-        raise ValueError("every root needs at least one legal action; rows without any: "
-                         f"{np.flatnonzero(~legal.any(axis=1)).tolist()}")
-    batch, num_actions = logits.shape
-    sims = config.num_simulations
-    discount = float(discount)
-    tree = _Tree.allocate(batch, sims + 1, num_actions)
-    _tree.init_roots(logits, values, legal, tree.prior, tree.visits, tree.value_sum, tree.raw_value, tree.parent, tree.action)
-    rng_state = rng.integers(1, np.iinfo(np.uint64).max, size=batch, dtype=np.uint64, endpoint=True)
-
-    use_gumbel = config.algorithm == "gumbel"
-    if use_gumbel:
-        root_score, targets = _gumbel_setup(tree, legal, config, rng, explore)
-    elif explore and config.root_noise_weight > 0:
+    run = _Search.start(root, config, discount, rng)
+    tree = run.tree
+    if explore and config.root_noise_weight > 0:
         w = config.root_noise_weight
-        noise = _dirichlet_noise(legal, config.dirichlet_alpha, rng)
+        noise = _dirichlet_noise(run.legal, config.dirichlet_alpha, rng)
         tree.prior[:, 0, :] = (1.0 - w) * tree.prior[:, 0, :] + w * noise
-
     c1, c2 = float(config.pb_c_init), float(config.pb_c_base)
-    c_visit, c_scale = float(config.c_visit), float(config.c_scale)
-    for s in range(sims):
-        parents = np.empty(batch, dtype=np.int32)
-        actions = np.empty(batch, dtype=np.int32)
-        if use_gumbel:
-            _gumbel.select_gumbel(
-                tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, legal, tree_legal,
-                root_score, targets[s], c_visit, c_scale, discount, parents, actions,
-            )
-        else:
-            _tree.select_puct(
-                tree.children, tree.visits, tree.value_sum, tree.reward, tree.prior, legal, tree_legal, tree.minmax,
-                rng_state, c1, c2, discount, parents, actions,
-            )
-        reward, value, new_logits = recurrent(parents, actions, s + 1)
-        reward, value, new_logits = _as_f32(reward).reshape(-1), _as_f32(value).reshape(-1), _as_f32(new_logits)
-        # The kernels do not bounds-check, so a wrongly shaped model output must stop here.
-        if reward.shape[0] != batch or value.shape[0] != batch or new_logits.shape != (batch, num_actions):
-            raise ValueError(
-                f"recurrent returned reward {reward.shape}, value {value.shape}, prior_logits {new_logits.shape}; "
-                f"expected [{batch}], [{batch}], [{batch}, {num_actions}]"
-            )
-        _tree.expand_backup(
-            parents, actions, s + 1, reward, value, new_logits, tree_legal,
-            tree.children, tree.parent, tree.action, tree.reward, tree.prior, tree.visits, tree.value_sum,
-            tree.raw_value, tree.minmax, discount,
-        )
 
-    visit_counts = np.empty((batch, num_actions), dtype=np.int32)
-    q = np.empty((batch, num_actions))
-    _tree.root_stats(tree.children, tree.visits, tree.value_sum, tree.reward, discount, visit_counts, q)
-    root_value = (visit_counts * q).sum(axis=1) / sims
+    def select(s: int, parents: np.ndarray, actions: np.ndarray) -> None:
+        _tree.select_puct(
+            tree.children, tree.visits, tree.value_sum, tree.reward, tree.prior, run.legal, run.tree_legal, tree.minmax,
+            run.rng_state, c1, c2, run.discount, parents, actions,
+        )  # fmt: skip
 
-    if use_gumbel:
-        policy = np.empty((batch, num_actions))
-        action = np.empty(batch, dtype=np.int64)
-        _gumbel.gumbel_root_result(
-            tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, legal,
-            root_score, c_visit, c_scale, discount, rng_state, policy, action,
-        )
+    run.simulate(select, recurrent)
+    visit_counts, q = run.root_stats()
+    policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
+    if explore:
+        # Scale by the row maximum first so tiny temperatures cannot underflow every weight.
+        weights = (visit_counts / visit_counts.max(axis=1, keepdims=True)) ** (1.0 / config.collect_temperature)
+        cdf = np.cumsum(weights, axis=1)
+        u = rng.random(run.batch)[:, None] * cdf[:, -1:]
+        action = np.minimum((cdf <= u).sum(axis=1), run.num_actions - 1).astype(np.int64)
     else:
-        policy = visit_counts / visit_counts.sum(axis=1, keepdims=True)
-        if explore:
-            # Scale by the row maximum first so tiny temperatures cannot underflow every weight.
-            weights = (visit_counts / visit_counts.max(axis=1, keepdims=True)) ** (1.0 / config.collect_temperature)
-            cdf = np.cumsum(weights, axis=1)
-            u = rng.random(batch)[:, None] * cdf[:, -1:]
-            action = np.minimum((cdf <= u).sum(axis=1), num_actions - 1).astype(np.int64)
-        else:
-            action = _greedy_action(visit_counts, tree.prior[:, 0, :], rng)
+        action = _greedy_action(visit_counts, tree.prior[:, 0, :], rng)
+    return _output(action, policy, visit_counts, q, run.num_simulations)
 
+
+def gumbel_search(
+    root: Root, recurrent: RecurrentFn, config: SearchConfig, discount: float, rng: np.random.Generator, explore: bool
+) -> SearchOutput:
+    """Gumbel MuZero's search (``gumbel.py``): sequential halving over Gumbel-perturbed root
+    actions, a deterministic choice below the root, the improved policy as the target.
+
+    ``explore`` scales the root Gumbel noise by ``gumbel_scale`` (0 otherwise). Rows are
+    independent; all randomness comes from ``rng``.
+    """
+    run = _Search.start(root, config, discount, rng)
+    tree = run.tree
+    root_score, targets = _gumbel_setup(tree, run.legal, config, rng, explore)
+    c_visit, c_scale = float(config.c_visit), float(config.c_scale)
+
+    def select(s: int, parents: np.ndarray, actions: np.ndarray) -> None:
+        _gumbel.select_gumbel(
+            tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, run.legal, run.tree_legal,
+            root_score, targets[s], c_visit, c_scale, run.discount, parents, actions,
+        )  # fmt: skip
+
+    run.simulate(select, recurrent)
+    visit_counts, q = run.root_stats()
+    policy = np.empty((run.batch, run.num_actions))
+    action = np.empty(run.batch, dtype=np.int64)
+    _gumbel.gumbel_root_result(
+        tree.children, tree.visits, tree.value_sum, tree.raw_value, tree.reward, tree.prior, run.legal,
+        root_score, c_visit, c_scale, run.discount, run.rng_state, policy, action,
+    )  # fmt: skip
+    return _output(action, policy, visit_counts, q, run.num_simulations)
+
+
+@dataclass
+class _Search:
+    """One batch of searches in progress: its tree, masks and per-row random states."""
+
+    tree: _Tree
+    legal: np.ndarray
+    tree_legal: np.ndarray
+    rng_state: np.ndarray
+    discount: float
+    num_simulations: int
+
+    @property
+    def batch(self) -> int:
+        return self.legal.shape[0]
+
+    @property
+    def num_actions(self) -> int:
+        return self.legal.shape[1]
+
+    @classmethod
+    def start(cls, root: Root, config: SearchConfig, discount: float, rng: np.random.Generator) -> _Search:
+        """Check the roots, allocate the tree and initialise its roots."""
+        logits = _as_f32(root.prior_logits)
+        values = _as_f32(root.value).reshape(-1)
+        legal = np.ascontiguousarray(root.legal, dtype=np.bool_)
+        tree_legal = legal if root.tree_legal is None else np.ascontiguousarray(root.tree_legal | legal, dtype=np.bool_)
+        same = logits.ndim == 2 and legal.shape == logits.shape == tree_legal.shape and values.shape[0] == logits.shape[0]
+        if not same:
+            raise ValueError(
+                f"Root shapes disagree: prior_logits {logits.shape}, legal {legal.shape}, value {values.shape}; "
+                "expected [B, A], [B, A] and [B]"
+            )
+        if not legal.any(axis=1).all():
+            raise ValueError("every root needs at least one legal action; rows without any: "
+                             f"{np.flatnonzero(~legal.any(axis=1)).tolist()}")  # fmt: skip
+        batch, num_actions = logits.shape
+        sims = config.num_simulations
+        tree = _Tree.allocate(batch, sims + 1, num_actions)
+        _tree.init_roots(logits, values, legal, tree.prior, tree.visits, tree.value_sum, tree.raw_value, tree.parent, tree.action)
+        rng_state = rng.integers(1, np.iinfo(np.uint64).max, size=batch, dtype=np.uint64, endpoint=True)
+        return cls(tree, legal, tree_legal, rng_state, float(discount), sims)
+
+    def simulate(self, select: Callable[[int, np.ndarray, np.ndarray], None], recurrent: RecurrentFn) -> None:
+        """The simulations: per simulation ``s``, ``select`` writes one leaf edge per row
+        (parent node, action), the model expands it, and the kernel backs the value up."""
+        tree, batch, num_actions = self.tree, self.batch, self.num_actions
+        for s in range(self.num_simulations):
+            parents = np.empty(batch, dtype=np.int32)
+            actions = np.empty(batch, dtype=np.int32)
+            select(s, parents, actions)
+            reward, value, new_logits = recurrent(parents, actions, s + 1)
+            reward, value, new_logits = _as_f32(reward).reshape(-1), _as_f32(value).reshape(-1), _as_f32(new_logits)
+            # The kernels do not bounds-check, so a wrongly shaped model output must stop here.
+            if reward.shape[0] != batch or value.shape[0] != batch or new_logits.shape != (batch, num_actions):
+                raise ValueError(
+                    f"recurrent returned reward {reward.shape}, value {value.shape}, prior_logits {new_logits.shape}; "
+                    f"expected [{batch}], [{batch}], [{batch}, {num_actions}]"
+                )
+            _tree.expand_backup(
+                parents, actions, s + 1, reward, value, new_logits, self.tree_legal,
+                tree.children, tree.parent, tree.action, tree.reward, tree.prior, tree.visits, tree.value_sum,
+                tree.raw_value, tree.minmax, self.discount,
+            )  # fmt: skip
+
+    def root_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Visit counts ``[B, A]`` int32 and Q values ``[B, A]`` of the root actions."""
+        tree = self.tree
+        visit_counts = np.empty((self.batch, self.num_actions), dtype=np.int32)
+        q = np.empty((self.batch, self.num_actions))
+        _tree.root_stats(tree.children, tree.visits, tree.value_sum, tree.reward, self.discount, visit_counts, q)
+        return visit_counts, q
+
+
+def _output(action: np.ndarray, policy: np.ndarray, visit_counts: np.ndarray, q: np.ndarray, sims: int) -> SearchOutput:
+    """The search's result; the root value is the visit-weighted mean of the root's Q values
+    (every simulation passes one root action)."""
+    root_value = (visit_counts * q).sum(axis=1) / sims
     policy32 = policy.astype(np.float32)
     policy32 /= policy32.sum(axis=1, keepdims=True)
     return SearchOutput(
