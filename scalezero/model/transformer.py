@@ -61,17 +61,21 @@ class KVCache:
         return KVCache(self.kv.detach(), self.positions, self.valid)
 
 
-def rotary_cos_sin(positions: Tensor, head_dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Rotary tables for ``positions [B, L]`` -> cos, sin ``[B, 1, L, head_dim]``."""
+def rotary_frequencies(head_dim: int) -> Tensor:
+    """``[head_dim // 2]`` float32 rotary frequencies (computed once per transformer)."""
     half = head_dim // 2
-    inv_freq = ROPE_BASE ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    return ROPE_BASE ** (-torch.arange(half, dtype=torch.float32) / half)
+
+
+def rotary_cos_sin(positions: Tensor, inv_freq: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Rotary tables for ``positions [B, L]`` -> cos, sin ``[B, 1, L, head_dim]``."""
     angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq  # [B, L, half]
     angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, L, dh]
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x [B, H, L, dh]`` pairwise (first half with second half) by the angles."""
+    """Rotate ``x [..., B, H, L, dh]`` pairwise (first half with second half) by the angles."""
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     rotated = torch.cat([-x2, x1], dim=-1)
@@ -98,9 +102,9 @@ class SelfAttention(nn.Module):
         Returns the output ``[B, L, D]`` and the new tokens' k/v ``[2, B, H, L, dh]``.
         """
         b, l, d = x.shape
-        q, k, v = self.qkv(x).view(b, l, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q = apply_rotary(q, cos, sin)
-        k = apply_rotary(k, cos, sin)
+        qkv = self.qkv(x).view(b, l, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qk = apply_rotary(qkv[:2], cos, sin)  # queries and keys in one pass: half the small ops
+        q, k, v = qk[0], qk[1], qkv[2]
         new_kv = torch.stack([k, v])
         if past is not None:
             k = torch.cat([past[0], k], dim=-2)
@@ -185,6 +189,7 @@ class Transformer(nn.Module):
             for _ in range(cfg.num_layers)
         )
         self.ln_out = nn.LayerNorm(cfg.embed_dim)
+        self.register_buffer("inv_freq", rotary_frequencies(self.head_dim), persistent=False)
 
     def forward(
         self,
@@ -218,7 +223,7 @@ class Transformer(nn.Module):
             k_valid = torch.cat([cache.valid, key_valid], dim=-1)
             num_cached = cache.length
         mask = attention_mask(positions, k_pos, k_valid, self.window_tokens, num_cached)
-        cos, sin = rotary_cos_sin(positions, self.head_dim, x.dtype)
+        cos, sin = rotary_cos_sin(positions, self.inv_freq, x.dtype)
         new_kv = []
         for i, block in enumerate(self.blocks):
             past = None if cache is None else cache.kv[i]
