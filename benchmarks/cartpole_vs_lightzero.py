@@ -37,7 +37,9 @@ from common import ARCHIVE, merge, run_all, save_outputs
 from scalezero.config import load_suite
 
 SOLVED, HOLD, BY_STEP = 195.0, 190.0, 4_000
-PROTOCOL = {"train": {"env_steps": 10_000, "eval_every": 500, "eval_episodes": 8, "eval_max_steps": 200, "checkpoint_every": 100_000}}
+#: Each program gets one core: evaluation in the loop (a background worker would share the core).
+PROTOCOL = {"train": {"env_steps": 10_000, "eval_every": 500, "eval_episodes": 8, "eval_max_steps": 200, "checkpoint_every": 100_000,
+                      "background_eval": False}}  # fmt: skip
 LIGHTZERO_SETTINGS = {  # LightZero's cartpole_unizero_config, in our keys (../shared/peer/README.md)
     "model": {"embed_dim": 64, "num_layers": 2, "num_heads": 2, "mlp_hidden": 64},
     "search": {"num_simulations": 25},
