@@ -77,7 +77,7 @@ class TrainingRun:
         self.tasks, self.layout = resolve_tasks(config)
         self.names = [t.spec.name for t in self.tasks]
         rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
-        candidates = _resume_points(run_dir if rank == 0 else run_dir / f"rank{rank}") if resume else []
+        candidates = _resume_points(_rank_dir(run_dir, rank)) if resume else []
         save_config(config, run_dir / "config.yaml")  # every rank: machines need not share a disk
 
         self.all_ids = list(range(len(self.tasks)))
@@ -88,7 +88,7 @@ class TrainingRun:
             raise ConfigError(
                 "train.cluster_every is not supported with several processes yet (each rank sees only its tasks' gradients)"
             )
-        self.rank_dir = run_dir if info.is_main else run_dir / f"rank{info.rank}"  # each rank keeps its own replay
+        self.rank_dir = _rank_dir(run_dir, info.rank)
         self.model = build_model(config, self.layout, self.device)
         self.collector = Collector(self.tasks, self.layout, config, self.device, task_ids=self.own)
         self.learner = Learner(self.model, self.layout, config, self.device)
@@ -393,6 +393,12 @@ class TrainingRun:
                 "solved": [names[t] for t in sorted(self.dps.solved)],
             }
         return summary
+
+
+def _rank_dir(run_dir: Path, rank: int) -> Path:
+    """Where a rank keeps its checkpoints and metrics (each rank its own replay): the run
+    directory for rank 0, ``rank<r>/`` inside it for the others."""
+    return run_dir if rank == 0 else run_dir / f"rank{rank}"
 
 
 def _default_threads(overlap: bool) -> int:
