@@ -19,10 +19,13 @@ there).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import queue
 import signal
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import numpy as np
 import torch
@@ -59,11 +62,31 @@ def _evaluate(weights: dict[str, np.ndarray], dps_stage: int | None, task_ids: l
     return results, time.perf_counter() - start
 
 
+def _serve(requests: multiprocessing.Queue, conn: Connection, config_data: dict, threads: int) -> None:
+    """The worker process: set up once, then answer each evaluation request with ``("ok",
+    (results, seconds))`` or ``("error", traceback text)`` on the pipe; leave when the training
+    process is gone (it kills the worker on a normal stop)."""
+    try:
+        _start_worker(config_data, threads)
+    except Exception:  # noqa: BLE001 (any failure goes back to the training process)
+        conn.send(("error", traceback.format_exc()))
+        return
+    parent = os.getppid()
+    while os.getppid() == parent:
+        try:
+            request = requests.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        try:
+            conn.send(("ok", _evaluate(*request)))
+        except Exception:  # noqa: BLE001
+            conn.send(("error", traceback.format_exc()))
+
+
 @dataclass
 class PendingEvaluation:
     """An evaluation out at the worker, and the point of the run it measures."""
 
-    future: Future
     env_steps: int
     updates: int
     wall_s: float
@@ -76,15 +99,21 @@ class BackgroundEvaluator:
 
     def __init__(self, config: Config, threads: int = 1) -> None:
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker, initargs=(config.to_dict(), threads))
+        # Requests go through a queue (its feeder thread sends the weights while training goes
+        # on); answers come back on a pipe, whose end-of-file says that the worker died.
+        self._requests = context.Queue()
+        self._conn, child = context.Pipe(duplex=False)
+        self._process = context.Process(target=_serve, args=(self._requests, child, config.to_dict(), threads), name="scalezero-eval", daemon=True)
+        self._process.start()
+        child.close()
         self.pending: PendingEvaluation | None = None
 
     def submit(self, model: torch.nn.Module, task_ids: list[int], *, env_steps: int, updates: int, wall_s: float, env_steps_total: int, dps_stage: int | None) -> None:
         """Start evaluating ``model``'s current weights (the previous evaluation must have been taken)."""
         assert self.pending is None, "take the previous evaluation first"
         weights = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-        future = self._pool.submit(_evaluate, weights, dps_stage, list(task_ids))
-        self.pending = PendingEvaluation(future, env_steps, updates, wall_s, env_steps_total, dps_stage)
+        self._requests.put((weights, dps_stage, list(task_ids)))
+        self.pending = PendingEvaluation(env_steps, updates, wall_s, env_steps_total, dps_stage)
 
     def take(self) -> tuple[PendingEvaluation, dict[int, dict[str, float]], float, float] | None:
         """Wait for the evaluation out, if any: (its point, results, seconds waited here,
@@ -93,15 +122,21 @@ class BackgroundEvaluator:
             return None
         pending, self.pending = self.pending, None
         start = time.perf_counter()
-        results, worker_s = pending.future.result()
+        try:
+            status, answer = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the background evaluation worker stopped (exit code {self._process.exitcode})") from None
+        if status != "ok":
+            raise RuntimeError(f"background evaluation failed in the worker:\n{answer}")
+        results, worker_s = answer
         return pending, results, time.perf_counter() - start, worker_s
 
     def close(self) -> None:
         """Stop the worker now (an evaluation still out is abandoned). It ignores SIGINT and
         SIGTERM, so it is killed, and reaped here so that nothing of the run outlives it."""
-        processes = list(getattr(self._pool, "_processes", {}).values())
-        for process in processes:
-            process.kill()
-        for process in processes:
-            process.join(timeout=10)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._requests.cancel_join_thread()  # a request not yet sent is dropped, not waited for
+        self._requests.close()
+        self._conn.close()
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(timeout=10)

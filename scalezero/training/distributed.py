@@ -40,10 +40,16 @@ class DistInfo:
         return self.rank == 0
 
 
+def env_info() -> DistInfo:
+    """The place torchrun gives this process (``RANK``, ``WORLD_SIZE``), read before joining the
+    group, so that a run can check its config and find its files first."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return DistInfo(int(os.environ.get("RANK", "0")), world) if world > 1 else DistInfo()
+
+
 def init_from_env(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes in the environment (single process otherwise)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not env_info().enabled:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -21,7 +21,7 @@ from scalezero.training.background_eval import BackgroundEvaluator
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
-from scalezero.training.distributed import Sync, broadcast_parameters, init_from_env, partition
+from scalezero.training.distributed import Sync, broadcast_parameters, env_info, init_from_env, partition
 from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.evaluator import evaluate
 from scalezero.training.learner import Learner
@@ -65,10 +65,10 @@ class TrainingRun:
         train_cfg = self.train_cfg = config.train
         self.config = config
         self.run_dir = run_dir
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if train_cfg.background_eval and world > 1:
+        place = env_info()
+        if train_cfg.background_eval and place.enabled:
             raise ConfigError("train.background_eval is not supported with several processes (they gather evaluations in step)")
-        if not resume and world <= 1:
+        if not resume and not place.enabled:
             claim_run_dir(run_dir, overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(train_cfg.seed)
@@ -76,8 +76,7 @@ class TrainingRun:
         self.device = pick_device(train_cfg.device)
         self.tasks, self.layout = resolve_tasks(config)
         self.names = [t.spec.name for t in self.tasks]
-        rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
-        candidates = _resume_points(_rank_dir(run_dir, rank)) if resume else []
+        candidates = _resume_points(_rank_dir(run_dir, place.rank)) if resume else []
         save_config(config, run_dir / "config.yaml")  # every rank: machines need not share a disk
 
         self.all_ids = list(range(len(self.tasks)))
