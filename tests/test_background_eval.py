@@ -39,7 +39,7 @@ def test_background_evaluation_measures_what_the_loop_would(runs):
 def test_background_evaluation_resumes_exactly_with_an_evaluation_out(runs, tmp_path):
     straight = runs / "background"
     state = json.loads((straight / "checkpoints" / "ckpt_80" / "state.json").read_text())
-    assert state["state"]["loop"]["pending_eval"]["env_steps"] == 80  # the evaluation of these weights was out
+    assert state["state"]["loop"]["pending_eval"]["point"]["env_steps"] == 80  # the evaluation of these weights was out
     resumed = resume_copy(straight, "ckpt_80", tmp_path / "resumed")
     train(_config(True), resumed, show_progress=False, resume=True)
     a, b = history(straight), history(resumed)
@@ -96,3 +96,14 @@ def _alive_in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             alive.append(int(stat.parent.name))
     return alive
+
+
+def test_a_pending_evaluation_reads_back_from_its_checkpoint_record_in_both_layouts():
+    import dataclasses
+
+    from scalezero.training.background_eval import EvalPoint, PendingEvaluation
+
+    pending = PendingEvaluation(EvalPoint(env_steps=80, updates=20, wall_s=3.5, env_steps_total=160), dps_stage=1)
+    assert PendingEvaluation.from_state(json.loads(json.dumps(dataclasses.asdict(pending)))) == pending
+    flat = {"env_steps": 80, "updates": 20, "wall_s": 3.5, "env_steps_total": 160, "dps_stage": 1}  # before 2026-12-03
+    assert PendingEvaluation.from_state(flat) == pending

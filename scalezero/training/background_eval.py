@@ -24,7 +24,7 @@ import queue
 import signal
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -83,15 +83,30 @@ def _serve(requests: multiprocessing.Queue, conn: Connection, config_data: dict,
             conn.send(("error", traceback.format_exc()))
 
 
-@dataclass
-class PendingEvaluation:
-    """An evaluation out at the worker, and the point of the run it measures."""
+@dataclass(frozen=True)
+class EvalPoint:
+    """The point of a run an evaluation measures (its figures are logged with these, whenever
+    they are taken)."""
 
     env_steps: int
     updates: int
     wall_s: float
     env_steps_total: int
+
+
+@dataclass(frozen=True)
+class PendingEvaluation:
+    """An evaluation out at the worker: the point it measures and the DPS stage of its weights.
+    ``asdict`` of it is what a checkpoint records, and ``from_state`` reads that back."""
+
+    point: EvalPoint
     dps_stage: int | None
+
+    @classmethod
+    def from_state(cls, state: dict) -> PendingEvaluation:
+        # Checkpoints written before 2026-12-03 kept the point's fields beside ``dps_stage``.
+        point = state.get("point") or {f.name: state[f.name] for f in fields(EvalPoint)}
+        return cls(EvalPoint(**point), state["dps_stage"])
 
 
 class BackgroundEvaluator:
@@ -108,12 +123,13 @@ class BackgroundEvaluator:
         child.close()
         self.pending: PendingEvaluation | None = None
 
-    def submit(self, model: torch.nn.Module, task_ids: list[int], *, env_steps: int, updates: int, wall_s: float, env_steps_total: int, dps_stage: int | None) -> None:
-        """Start evaluating ``model``'s current weights (the previous evaluation must have been taken)."""
+    def submit(self, model: torch.nn.Module, task_ids: list[int], pending: PendingEvaluation) -> None:
+        """Start evaluating ``model``'s current weights, at ``pending.dps_stage`` (the previous
+        evaluation must have been taken)."""
         assert self.pending is None, "take the previous evaluation first"
         weights = {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
-        self._requests.put((weights, dps_stage, list(task_ids)))
-        self.pending = PendingEvaluation(env_steps, updates, wall_s, env_steps_total, dps_stage)
+        self._requests.put((weights, pending.dps_stage, list(task_ids)))
+        self.pending = pending
 
     def take(self) -> tuple[PendingEvaluation, dict[int, dict[str, float]], float, float] | None:
         """Wait for the evaluation out, if any: (its point, results, seconds waited here,

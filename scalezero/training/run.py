@@ -9,6 +9,7 @@ rank, so each method keeps its calls where the loop puts them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 import warnings
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 
 from scalezero.config import Config, ConfigError, save_config
-from scalezero.training.background_eval import BackgroundEvaluator
+from scalezero.training.background_eval import BackgroundEvaluator, EvalPoint, PendingEvaluation
 from scalezero.training.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.console import TrainingConsole
@@ -117,7 +118,7 @@ class TrainingRun:
         self.background_eval = BackgroundEvaluator(config) if train_cfg.background_eval else None
         # Resumed with an evaluation of these weights out: start it again.
         if self.background_eval is not None and self.loop.pending_eval is not None:
-            self.background_eval.submit(self.model, self.own, **self.loop.pending_eval)
+            self.background_eval.submit(self.model, self.own, PendingEvaluation.from_state(self.loop.pending_eval))
 
     # ---- which tasks ----------------------------------------------------------------------
 
@@ -282,7 +283,7 @@ class TrainingRun:
         if progress_steps < self.loop.next_eval and not finished:
             return
         total = int(self.sync.sum([sum(self.steps_of(t) for t in self.own)])[0])
-        point = {"env_steps": progress_steps, "updates": self.learner.updates, "wall_s": self.wall(), "env_steps_total": total}
+        point = EvalPoint(progress_steps, self.learner.updates, self.wall(), total)
         self.take_background_evaluation()  # the previous point's figures
         if self.background_eval is None or finished:
             with self.phases("evaluate"):
@@ -292,24 +293,25 @@ class TrainingRun:
                     on_episode=self.console.evaluation_progress,
                 )  # fmt: skip
                 self.console.activity("")
-            self.record_evaluation({**point, "wall_s": self.wall()}, results, eval_s=self.phases.last)
+            self.record_evaluation(dataclasses.replace(point, wall_s=self.wall()), results, eval_s=self.phases.last)
         else:
-            self.loop.pending_eval = {**point, "dps_stage": self.dps.stage if self.dps is not None else None}
-            self.background_eval.submit(self.model, self.own, **self.loop.pending_eval)
+            pending = PendingEvaluation(point, self.dps.stage if self.dps is not None else None)
+            self.loop.pending_eval = dataclasses.asdict(pending)
+            self.background_eval.submit(self.model, self.own, pending)
         self.loop.next_eval = _next_multiple(progress_steps, self.train_cfg.eval_every)
 
-    def record_evaluation(self, point: dict, results: dict, eval_s: float, worker_s: float | None = None) -> None:
+    def record_evaluation(self, point: EvalPoint, results: dict, eval_s: float, worker_s: float | None = None) -> None:
         """Log an evaluation of the run at ``point`` (its env steps, updates, wall time) and let
         DPS see it."""
         loop = self.loop
         loop.latest_eval = self.sync.evaluation(results, len(self.tasks))
         self.logger.evaluation(
-            point["env_steps"], point["updates"], point["wall_s"], loop.latest_eval, point["env_steps_total"],
+            point.env_steps, point.updates, point.wall_s, loop.latest_eval, point.env_steps_total,
             eval_s=eval_s, worker_s=worker_s,
         )  # fmt: skip
         if self.dps is not None:
             returns = {t: r["return_mean"] for t, r in loop.latest_eval.items()}
-            self.log_dps(self.dps.observe(returns, point["updates"], point["env_steps"]))
+            self.log_dps(self.dps.observe(returns, point.updates, point.env_steps))
 
     def take_background_evaluation(self, unless_current: bool = False) -> None:
         """Wait for the evaluation out at the worker and record it; with ``unless_current``
@@ -318,14 +320,12 @@ class TrainingRun:
         if background is None or background.pending is None:
             return
         out = background.pending
-        if unless_current and (out.env_steps, out.updates) == (int(self.loop.clock), self.learner.updates):
+        if unless_current and (out.point.env_steps, out.point.updates) == (int(self.loop.clock), self.learner.updates):
             return
         with self.phases("evaluate"):
             pending, results, waited, worker_s = background.take()
         self.loop.pending_eval = None
-        point = {"env_steps": pending.env_steps, "updates": pending.updates, "wall_s": pending.wall_s}
-        point["env_steps_total"] = pending.env_steps_total
-        self.record_evaluation(point, results, eval_s=waited, worker_s=worker_s)
+        self.record_evaluation(pending.point, results, eval_s=waited, worker_s=worker_s)
 
     def checkpoint_if_due(self, finished: bool) -> None:
         """Checkpoint at fixed per-task step counts and at the end."""
