@@ -296,7 +296,6 @@ class TrainingRun:
             self.record_evaluation(dataclasses.replace(point, wall_s=self.wall()), results, eval_s=self.phases.last)
         else:
             pending = PendingEvaluation(point, self.dps.stage if self.dps is not None else None)
-            self.loop.pending_eval = dataclasses.asdict(pending)
             self.background_eval.submit(self.model, self.own, pending)
         self.loop.next_eval = _next_multiple(progress_steps, self.train_cfg.eval_every)
 
@@ -324,7 +323,6 @@ class TrainingRun:
             return
         with self.phases("evaluate"):
             pending, results, waited, worker_s = background.take()
-        self.loop.pending_eval = None
         self.record_evaluation(pending.point, results, eval_s=waited, worker_s=worker_s)
 
     def checkpoint_if_due(self, finished: bool) -> None:
@@ -340,6 +338,8 @@ class TrainingRun:
 
     def checkpoint_now(self) -> Path:
         self.take_background_evaluation(unless_current=True)  # a checkpoint holds no evaluation of other weights
+        out = None if self.background_eval is None else self.background_eval.pending
+        self.loop.pending_eval = None if out is None else dataclasses.asdict(out)  # read back only on resume
         keep = self.train_cfg.keep_checkpoints
         return save_run(self.rank_dir, self.learner, self.collector, self.loop, self.dps, self.logger, self.wall(), keep)
 

@@ -44,7 +44,8 @@ class LoopState:
     rollbacks: int = 0
     pending_eval: dict[str, Any] | None = None
     """``train.background_eval``: the point (env steps, updates, wall, DPS stage) of an
-    evaluation of the checkpoint's own weights still out when it was written."""
+    evaluation of the checkpoint's own weights still out when it was written (set as the
+    checkpoint is written, from the evaluator; read only when a run resumes)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
