@@ -30,7 +30,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, SMOKE_MODEL, conflict_summary, late_losses, merge, minatar_parser, minatar_suite, returns_by_eval, run_all, save_outputs, target_scores
+from common import (
+    ARCHIVE,
+    SMOKE_MODEL,
+    conflict_summary,
+    late_losses,
+    merge,
+    minatar_parser,
+    minatar_suite,
+    returns_by_eval,
+    run_all,
+    save_outputs,
+    target_scores,
+)
 
 SMOKE = {
     "model": SMOKE_MODEL,

@@ -79,31 +79,31 @@ def faulty_run(suite_file: Path, run: Path, kills: int, max_delay: float, rng: r
     waits until the (re)started process has written a checkpoint newer than the one it started
     from (so the run always gets on), then a random 0 to ``max_delay`` seconds more."""
     events = []
-    log = open(run.parent / f"{run.name}.log", "w")  # a file, not a pipe: a full pipe would stall the run
-    proc = subprocess.Popen(_command("--suite", str(suite_file), "--out", str(run), "--overwrite"), stderr=log)
-    while True:
-        start = _newest(run)
-        while proc.poll() is None and _newest(run) <= start:
-            time.sleep(0.02)
-        delay = rng.uniform(0.0, max_delay)
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            pass
-        if proc.returncode is not None:  # the run finished (kills left over are reported as missing)
-            if proc.returncode != 0:
-                raise RuntimeError(f"training failed (rc {proc.returncode}); see {log.name}")
-            return events
-        if len(events) >= kills:  # every kill done: let it finish
+    with open(run.parent / f"{run.name}.log", "w") as log:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(_command("--suite", str(suite_file), "--out", str(run), "--overwrite"), stderr=log)
+        while True:
+            start = _newest(run)
+            while proc.poll() is None and _newest(run) <= start:
+                time.sleep(0.02)
+            delay = rng.uniform(0.0, max_delay)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                pass
+            if proc.returncode is not None:  # the run finished (kills left over are reported as missing)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"training failed (rc {proc.returncode}); see {log.name}")
+                return events
+            if len(events) >= kills:  # every kill done: let it finish
+                proc.wait()
+                continue
+            proc.send_signal(signal.SIGKILL)
             proc.wait()
-            continue
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        folder = run / "checkpoints"
-        writing = sorted(p.name for p in folder.glob("*.tmp"))
-        events.append({"after_checkpoint_s": round(delay, 2), "newest_checkpoint": list_checkpoints(run)[-1].name, "during_checkpoint_write": bool(writing)})
-        print(f"kill {len(events):2d}/{kills} {delay:4.1f} s after a checkpoint: newest {events[-1]['newest_checkpoint']}, writing {writing or '-'}", flush=True)
-        proc = subprocess.Popen(_command("--resume", str(run)), stderr=log)
+            folder = run / "checkpoints"
+            writing = sorted(p.name for p in folder.glob("*.tmp"))
+            events.append({"after_checkpoint_s": round(delay, 2), "newest_checkpoint": list_checkpoints(run)[-1].name, "during_checkpoint_write": bool(writing)})
+            print(f"kill {len(events):2d}/{kills} {delay:4.1f} s after a checkpoint: newest {events[-1]['newest_checkpoint']}, writing {writing or '-'}", flush=True)
+            proc = subprocess.Popen(_command("--resume", str(run)), stderr=log)
 
 
 def main() -> None:

@@ -28,7 +28,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, SMOKE_MODEL, late_losses, merge, minatar_parser, minatar_suite, plot_game_curves, run_all, run_path, save_outputs
+from common import (
+    ARCHIVE,
+    SMOKE_MODEL,
+    late_losses,
+    merge,
+    minatar_parser,
+    minatar_suite,
+    plot_game_curves,
+    run_all,
+    run_path,
+    save_outputs,
+)
 
 #: Single-task final returns at 20,000 env steps before this benchmark's learner changes
 #: (BENCHMARKS.md, "MinAtar: single-task vs dense vs MoE multi-task", mean of 2 seeds, commit
@@ -70,7 +81,7 @@ def summarise(runs: dict[str, list[dict]], missing: list[str] = ()) -> dict:
     from scalezero.tasks import get_task
 
     games = {}
-    for name, seeds in runs.items():
+    for seeds in runs.values():
         game = next(iter(seeds[0]["summary"]["final_eval"]))
         actions = get_task(game).spec.num_actions
         returns = [m["summary"]["final_eval"][game]["return_mean"] for m in seeds]

@@ -23,7 +23,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, SMOKE_MODEL, conflict_summary, merge, minatar_parser, minatar_suite, run_all, save_outputs, target_scores
+from common import (
+    ARCHIVE,
+    SMOKE_MODEL,
+    conflict_summary,
+    merge,
+    minatar_parser,
+    minatar_suite,
+    run_all,
+    save_outputs,
+    target_scores,
+)
 
 SMOKE = {
     "model": SMOKE_MODEL,

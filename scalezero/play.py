@@ -61,7 +61,7 @@ def _frame(env: Any, obs: np.ndarray) -> np.ndarray | None:
     if callable(render):
         try:
             frame = render()
-        except Exception:  # no display/OpenGL for this env here: fall back to the observation
+        except Exception:  # noqa: BLE001 -- no display/OpenGL for this env here: fall back to the observation
             frame = None
         if frame is not None and np.asarray(frame).ndim == 3:
             return np.asarray(frame, dtype=np.uint8)

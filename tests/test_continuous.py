@@ -21,7 +21,7 @@ from scalezero.training.collector import Collector
 from scalezero.training.learner import Learner
 
 REACH = str(Path(__file__).parent / "fixtures" / "continuous_envs.py") + ":Reach"
-SMALL = dict(embed_dim=32, num_layers=2, num_heads=2, simnorm_group=8, support_size=10, mlp_hidden=32)
+SMALL = {"embed_dim": 32, "num_layers": 2, "num_heads": 2, "simnorm_group": 8, "support_size": 10, "mlp_hidden": 32}
 
 
 def reach_tasks():
@@ -120,7 +120,7 @@ def test_tree_cache_matches_full_sequence_with_sampled_actions(record_recurrent)
     taken = {}
     for s, p in enumerate(parents_seq):
         parents = np.full(b, p, dtype=np.int32)
-        reward, value, logits = tree(parents, slots[s].astype(np.int32), s + 1)
+        _reward, _value, logits = tree(parents, slots[s].astype(np.int32), s + 1)
         assert logits.shape == (b, 4) and (logits == 0).all()  # uniform prior over the draws
         for row in range(b):
             taken[(row, s + 1)] = tree.node_actions[row, p, slots[s, row]].clone()

@@ -20,16 +20,7 @@ from scalezero.model import (
 )
 from scalezero.tasks.base import TaskSpec, make_layout
 
-SMALL = dict(
-    embed_dim=32,
-    num_layers=2,
-    num_heads=2,
-    dropout=0.0,
-    simnorm_group=8,
-    support_size=10,
-    conv_channels=8,
-    mlp_hidden=32,
-)
+SMALL = {"embed_dim": 32, "num_layers": 2, "num_heads": 2, "dropout": 0.0, "simnorm_group": 8, "support_size": 10, "conv_channels": 8, "mlp_hidden": 32}
 
 
 def vector_layout():

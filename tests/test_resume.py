@@ -77,7 +77,7 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert loop.clock == state["loop"]["clock"]
     # The resumed run finishes the budget and keeps learning from where it was.
     done = _cli("--resume", str(run))
-    out, err = done.communicate(timeout=600)
+    _, err = done.communicate(timeout=600)
     assert done.returncode == 0, err.decode()
     summary = json.loads((run / "metrics.json").read_text())["summary"]
     assert summary["env_steps_per_task"] == {"cartpole": 240, "minatar-breakout": 240}
@@ -170,7 +170,7 @@ def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(straight_run, tm
     suite = tmp_path / "exact.yaml"
     suite.write_text((straight_run / "config.yaml").read_text())
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-c", _DIE_IN_WRITE, str(suite), str(run)], capture_output=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", _DIE_IN_WRITE, str(suite), str(run)], check=False, capture_output=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert (run / "checkpoints" / "ckpt_120.tmp" / "arrays.npz").exists()  # killed inside the write
     assert latest_checkpoint(run).name == "ckpt_80"

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from scalezero.config import ModelConfig
-from scalezero.tasks.base import SuiteLayout
 from scalezero.tasks import words
+from scalezero.tasks.base import SuiteLayout
 from scalezero.tasks.words import PAD_ID
 
 

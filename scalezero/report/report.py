@@ -235,8 +235,8 @@ def write_report(runs: str | Path | list[str | Path], out: str | Path | None = N
         sections.append(
             Section(
                 "Task clusters (gradient-based)",
-                ["Latest clustering of the tasks by their gradients on the shared weights (`train.cluster_every`); "
-                 "with MoE, each cluster routes only to its own experts.", Table(["setting", "seed", "task: cluster"], cluster_rows)],
+                [("Latest clustering of the tasks by their gradients on the shared weights (`train.cluster_every`); "
+                 "with MoE, each cluster routes only to its own experts."), Table(["setting", "seed", "task: cluster"], cluster_rows)],
             )
         )  # fmt: skip
     dps = plots.dps_timeline(groups, out_dir / "dps_timeline.png")

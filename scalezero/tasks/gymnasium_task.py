@@ -75,13 +75,13 @@ def load_entry_point(entry_point: str) -> Callable[..., Any]:
                 sys.modules[name] = module
                 try:
                     spec.loader.exec_module(module)
-                except Exception as exc:  # the user's file: its own error, in one line
+                except Exception as exc:  # noqa: BLE001 -- the user's file: its own error, in one line
                     del sys.modules[name]
                     raise TaskDefinitionError(f"entry_point {entry_point!r}: importing {path} failed: {_describe(exc, path)}") from None
         else:
             try:
                 module = importlib.import_module(module_part)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- the user's module: its own error, in one line
                 raise TaskDefinitionError(f"entry_point {entry_point!r}: cannot import {module_part!r} ({_describe(exc, None)})") from None
         if not hasattr(module, attr):
             raise TaskDefinitionError(f"entry_point {entry_point!r}: {module_part} has no attribute {attr!r}")

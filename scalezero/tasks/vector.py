@@ -151,7 +151,7 @@ class EnvBatch:
         warnings.warn(f"task {self.task.spec.name!r}: env copy {i} failed ({type(error).__name__}: {error}); restarted it", RuntimeWarning, stacklevel=3)
         try:
             self.envs[i].close()
-        except Exception:  # a broken env may fail to close as well; it is dropped either way
+        except Exception:  # noqa: BLE001, S110 -- a broken env may fail to close as well; it is dropped either way
             pass
         self._seeds[i] = self.seed + i + 7919 * self.crashes
         self._actions[i] = []
@@ -204,7 +204,7 @@ class EnvBatch:
                 o = self._checked(o, "step")
             except ObservationShapeError:
                 raise
-            except Exception as exc:  # any failure inside the user's env: restart this copy
+            except Exception as exc:  # noqa: BLE001 -- any failure inside the user's env: restart this copy
                 error = exc
             crashed = error is not None
             if crashed:
@@ -303,7 +303,7 @@ class EnvBatch:
                 return self._checked(self.envs[i].reset(), "reset")
         except ObservationShapeError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- any failure inside the user's env: restart this copy
             return self._restart(i, exc)
 
     def close(self) -> None:

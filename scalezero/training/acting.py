@@ -13,6 +13,7 @@ every node (Sampled MuZero); the played action is one of the root's draws.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,7 @@ def _split(out: SearchOutput, sizes: list[int]) -> list[SearchOutput]:
     bounds = np.cumsum([0] + sizes)
     return [
         SearchOutput(**{f: getattr(out, f)[a:b] for f in ("action", "policy_target", "root_value", "visit_counts", "q_values")})
-        for a, b in zip(bounds[:-1], bounds[1:])
+        for a, b in itertools.pairwise(bounds)
     ]
 
 

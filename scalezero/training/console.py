@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import torch
 from rich.console import Console, Group
@@ -34,7 +34,7 @@ class TrainingConsole:
         self.status = Text("collecting...")
         self.task_id = None
 
-    def __enter__(self) -> TrainingConsole:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

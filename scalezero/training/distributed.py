@@ -17,6 +17,7 @@ scalezero.cli train ...`` on each machine.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -114,7 +115,7 @@ def gather_evaluation(local: dict[int, dict[str, float]], num_tasks: int, device
     for t, r in local.items():
         table[t] = torch.tensor([r.get(k, float("nan")) for k in EVAL_KEYS], dtype=torch.float64)
     dist.all_reduce(table)
-    return {t: {k: v for k, v in zip(EVAL_KEYS, table[t].tolist()) if v == v} for t in range(num_tasks)}
+    return {t: {k: v for k, v in zip(EVAL_KEYS, table[t].tolist()) if not math.isnan(v)} for t in range(num_tasks)}
 
 
 class Sync:

@@ -13,7 +13,6 @@ from scalezero.model import WorldModel
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
 from scalezero.training.acting import ContextHistory, search_actions
 
-
 NO_LIMIT_CAP = 100_000
 """Evaluation cap for a task with no episode limit of its own when ``train.eval_max_steps`` is 0,
 so that a policy that never ends an episode cannot stall a run."""
