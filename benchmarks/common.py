@@ -114,7 +114,7 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
     skipped, and one stopped after a checkpoint continues from it (``scalezero train --resume``).
     Finished runs are copied into ``archive`` (see :func:`archive_run`)."""
     run = run_path(out, name, suite, seed)
-    if (run / "metrics.json").exists() or (archive is not None and (archive / f"{run.name}.json").exists()):
+    if (run / "metrics.json").exists() or is_archived(run, archive):
         print(f"[skip] {run.name} (finished earlier)")
         if archive is not None:
             archive_run(run, archive)
@@ -143,6 +143,11 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
     if archive is not None:
         archive_run(run, archive)
     return run
+
+
+def is_archived(run: Path, archive: Path | None) -> bool:
+    """Whether the run ``run`` (a :func:`run_path`) has finished and is kept in ``archive``."""
+    return archive is not None and (archive / f"{run.name}.json").exists()
 
 
 def archive_run(run: Path, archive: Path, commit: str | None = None) -> Path:

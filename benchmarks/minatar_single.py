@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ARCHIVE,
     SMOKE_MODEL,
+    is_archived,
     late_losses,
     merge,
     minatar_parser,
@@ -136,7 +137,7 @@ def main() -> None:
     wanted = {f"single-{g}" for g in args.games or GAMES}
 
     def archived(name: str) -> bool:
-        return archive is not None and all((archive / f"{run_path(out, name, table[name], s).name}.json").exists() for s in args.seeds)
+        return all(is_archived(run_path(out, name, table[name], s), archive) for s in args.seeds)
 
     chosen = [name for name in table if name in wanted or archived(name)]
     jobs = [(name, table[name], seed) for name in chosen for seed in args.seeds]
