@@ -227,8 +227,17 @@ class ReplayConfig:
     reanalyse_values: bool = False
     """Reanalysed windows also bootstrap their value targets from the fresh search's root
     values instead of the target network's raw values (about twice the searches)."""
+    priority_alpha: float = 0.0
+    """Prioritized replay: windows start at a step with probability proportional to its
+    priority ** alpha, the priority being the learner's latest |value target - predicted
+    value| there (new steps: the largest so far); 0: uniform (EfficientZero uses 0.6)."""
+    priority_beta: float = 0.4
+    """Importance-weight exponent of prioritized replay: each window's losses are weighted by
+    (N P) ** -beta over the batch's largest (1: corrects the draw's bias fully)."""
 
     def validate(self) -> None:
+        _check(self.priority_alpha >= 0.0, "replay.priority_alpha", "a float >= 0 (0: uniform replay)", self.priority_alpha)
+        _check(0.0 <= self.priority_beta <= 1.0, "replay.priority_beta", "a float in [0, 1]", self.priority_beta)
         _check(self.capacity_per_task >= 100, "replay.capacity_per_task", "an integer >= 100", self.capacity_per_task)
         _check(0.0 <= self.reanalyse_fraction <= 1.0, "replay.reanalyse_fraction", "a float in [0, 1]", self.reanalyse_fraction)
         _check(self.unroll_steps >= 1, "replay.unroll_steps", "an integer >= 1", self.unroll_steps)

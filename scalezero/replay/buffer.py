@@ -20,6 +20,8 @@ import numpy as np
 #: Entry kinds.
 STEP, FINAL_TERMINATED, FINAL_TRUNCATED = 0, 1, 2
 EMPTY = -1
+#: Arrays only some buffers keep.
+OPTIONAL = ("legal", "candidates", "priorities")
 
 
 @dataclass
@@ -39,6 +41,11 @@ class Window:
     ``context_actions [B, C(, action_dim)]`` and ``context_valid [B, C]`` hold the ``C`` steps
     of the same episode just before each window (oldest first; invalid, and zero, before
     the episode's start or where the ring has overwritten them); None otherwise.
+
+    ``streams, start_abs [B]`` say where each window starts (stream, and index among the
+    entries ever written to it), which :meth:`TaskReplay.update_priorities` needs;
+    ``weights [B]`` are the importance weights of a prioritized draw (largest 1), None for a
+    uniform one.
     """
 
     obs: np.ndarray
@@ -54,6 +61,9 @@ class Window:
     context_obs: np.ndarray | None = None
     context_actions: np.ndarray | None = None
     context_valid: np.ndarray | None = None
+    streams: np.ndarray | None = None
+    start_abs: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
 
 class TaskReplay:
@@ -62,7 +72,8 @@ class TaskReplay:
     ``num_actions`` is the width of a policy target (the suite's action count, or the number
     of candidates in a continuous suite). ``action_dim > 0`` stores action vectors and the
     candidates ``[num_actions, action_dim]`` of every step; ``keep_legal`` stores the
-    per-step legal-action masks of a discrete suite.
+    per-step legal-action masks of a discrete suite. ``prioritized`` keeps a priority per
+    entry for :meth:`sample`'s ``alpha > 0``.
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class TaskReplay:
         capacity: int,
         action_dim: int = 0,
         keep_legal: bool = False,
+        prioritized: bool = False,
     ) -> None:
         self.num_streams = num_streams
         self.stream_capacity = max(2, capacity // num_streams)
@@ -88,6 +100,9 @@ class TaskReplay:
         self.legal = np.ones(shape + (num_actions,), dtype=bool) if keep_legal else None
         self.candidates = np.zeros(shape + (num_actions, action_dim), dtype=np.float32) if action_dim else None
         self.root_values = np.zeros(shape, dtype=np.float32)
+        self.priorities = np.zeros(shape, dtype=np.float32) if prioritized else None
+        self.max_priority = 1.0
+        """Priority of every new step: the largest seen so far (so each is drawn soon)."""
         self.kinds = np.full(shape, EMPTY, dtype=np.int8)
         self.episode = np.full(shape, -1, dtype=np.int64)
         self.written = np.zeros(num_streams, dtype=np.int64)  # entries ever written per stream
@@ -130,6 +145,8 @@ class TaskReplay:
             if candidates is None:
                 raise ValueError("a continuous replay needs the candidate actions of every step")
             self.candidates[streams, slots] = candidates
+        if self.priorities is not None:
+            self.priorities[streams, slots] = self.max_priority
         self.kinds[streams, slots] = STEP
         self.episode[streams, slots] = self._episode_of_stream[streams]
         self.steps_added += self.num_streams
@@ -149,6 +166,8 @@ class TaskReplay:
             self.legal[streams, slots] = True
         if self.candidates is not None:
             self.candidates[streams, slots] = 0.0
+        if self.priorities is not None:
+            self.priorities[streams, slots] = 0.0
         self.kinds[streams, slots] = np.where(terminated, FINAL_TERMINATED, FINAL_TRUNCATED)
         self.episode[streams, slots] = self._episode_of_stream[streams]
         self._episode_of_stream[streams] = self._next_episode + np.arange(streams.size)
@@ -164,13 +183,28 @@ class TaskReplay:
         idx = np.nonzero(open_)[0]
         self.add_finals(idx, last_obs[idx], np.zeros(idx.size, dtype=bool))
 
-    def sample(self, batch_size: int, length: int, rng: np.random.Generator, context: int = 0) -> Window:
+    def sample(
+        self, batch_size: int, length: int, rng: np.random.Generator, context: int = 0, alpha: float = 0.0, beta: float = 0.0
+    ) -> Window:
         """Sample ``batch_size`` windows of ``length`` entries, each starting at a stored step,
-        with the ``context`` steps before each start (see :class:`Window`)."""
+        with the ``context`` steps before each start (see :class:`Window`). ``alpha > 0``
+        (a prioritized buffer) draws starts with probability ``P_i ~ priority_i ** alpha`` and
+        weights them by ``(N P_i) ** -beta``, divided by the batch's largest weight."""
         stream_idx, slot_idx = np.nonzero(self.kinds == STEP)
         if stream_idx.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        pick = rng.integers(0, stream_idx.size, size=batch_size)
+        weights = None
+        if alpha > 0:
+            if self.priorities is None:
+                raise ValueError("prioritized sampling (alpha > 0) needs a buffer made with prioritized=True")
+            scaled = self.priorities[stream_idx, slot_idx].astype(np.float64) ** alpha
+            cumulative = np.cumsum(scaled)
+            pick = np.searchsorted(cumulative, rng.random(batch_size) * cumulative[-1], side="right")
+            pick = np.minimum(pick, stream_idx.size - 1)
+            weights = (stream_idx.size * scaled[pick] / cumulative[-1]) ** -beta
+            weights = (weights / weights.max()).astype(np.float32)
+        else:
+            pick = rng.integers(0, stream_idx.size, size=batch_size)
         streams, slots = stream_idx[pick], slot_idx[pick]
         # Absolute (ever-written) index of each start, so windows stop at the write head.
         head_slot = self.written[streams] % self.stream_capacity
@@ -211,7 +245,26 @@ class TaskReplay:
             terminal=terminal,
             legal=legal,
             candidates=candidates,
+            streams=streams,
+            start_abs=start_abs,
+            weights=weights,
         )
+
+    def update_priorities(self, window: Window, priorities: np.ndarray, mask: np.ndarray) -> None:
+        """Set the priorities ``[B, P]`` of the first ``P`` entries of ``window``'s windows where
+        ``mask [B, P]`` holds (and the entry is still stored: the ring may have moved on since
+        the draw); the largest becomes the priority of new steps if it is a new maximum."""
+        if self.priorities is None:
+            raise ValueError("this replay buffer keeps no priorities (made without prioritized=True)")
+        abs_idx = window.start_abs[:, None] + np.arange(priorities.shape[1])[None, :]
+        rows = np.broadcast_to(window.streams[:, None], abs_idx.shape)
+        stored = abs_idx >= (self.written[window.streams] - self.stream_capacity)[:, None]
+        keep = mask & stored
+        if not keep.any():
+            return
+        cols = abs_idx % self.stream_capacity
+        self.priorities[rows[keep], cols[keep]] = priorities[keep]
+        self.max_priority = max(self.max_priority, float(priorities[keep].max()))
 
     def _context(self, streams: np.ndarray, slots: np.ndarray, start_abs: np.ndarray, context: int) -> dict[str, np.ndarray]:
         """The ``context`` steps before each window start that are still stored and belong to
@@ -231,7 +284,9 @@ class TaskReplay:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """All arrays needed to restore the buffer exactly (for checkpoints)."""
-        optional = {name: getattr(self, name) for name in ("legal", "candidates") if getattr(self, name) is not None}
+        optional = {name: getattr(self, name) for name in OPTIONAL if getattr(self, name) is not None}
+        if self.priorities is not None:
+            optional["max_priority"] = np.array([self.max_priority], dtype=np.float64)
         return {
             **optional,
             "obs": self.obs,
@@ -249,7 +304,7 @@ class TaskReplay:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore from :meth:`state_dict` (shapes must match this buffer's)."""
         names = ["obs", "actions", "rewards", "policies", "root_values", "kinds", "episode", "written"]
-        names += [name for name in ("legal", "candidates") if getattr(self, name) is not None]
+        names += [name for name in OPTIONAL if getattr(self, name) is not None]
         for name in names:
             if name not in state:
                 raise ValueError(f"replay state has no {name!r} array (saved by a different kind of buffer)")
@@ -259,3 +314,5 @@ class TaskReplay:
             array[...] = state[name]
         self._episode_of_stream[...] = state["episode_of_stream"]
         self._next_episode, self.steps_added = (int(x) for x in state["counters"])
+        if self.priorities is not None:
+            self.max_priority = float(state["max_priority"][0])

@@ -50,6 +50,7 @@ class Collector:
                 capacity=config.replay.capacity_per_task,
                 action_dim=layout.action_dim,
                 keep_legal=not layout.continuous,
+                prioritized=config.replay.priority_alpha > 0,
             )
             for i, t in enumerate(tasks)
             if i in own

@@ -34,6 +34,9 @@ from scalezero.training.conflict import gradient_conflict
 from scalezero.training.distributed import all_true, combine_gradients
 from scalezero.training.reanalyse import reanalyse
 
+#: Added to every value error to make a priority (EfficientZero's prioritized_eps).
+PRIORITY_FLOOR = 1e-6
+
 
 @dataclass
 class Batch:
@@ -43,6 +46,9 @@ class Batch:
     fresh_values: dict[int, np.ndarray] | None = None
     """Reanalyse with ``replay.reanalyse_values``: task id -> ``[B, L]`` root values of fresh
     searches (NaN where none ran), used as n-step bootstraps instead of the target network's."""
+    priorities: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+    """Prioritized replay, set by :meth:`Learner.update`: task id -> ``(priorities, mask)``,
+    both ``[B, K+1]``, for :meth:`Learner.apply_priorities` to write back."""
 
     @property
     def task_ids(self) -> list[int]:
@@ -68,6 +74,8 @@ class LossOutput:
     router: list[RouterInfo]
     value_target: np.ndarray
     value_mask: np.ndarray
+    value_error: np.ndarray | None = None
+    """``[N, K+1]`` |value target - predicted value| (scalars), for prioritized replay."""
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -87,8 +95,13 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused, foreach=not fused)
 
 
-def _masked_mean_per_task(values: torch.Tensor, mask: torch.Tensor, row_slot: torch.Tensor, num_tasks: int) -> torch.Tensor:
-    """``values, mask [N, P]``, ``row_slot [N]`` -> ``[T]`` mean over each task's masked entries."""
+def _masked_mean_per_task(
+    values: torch.Tensor, mask: torch.Tensor, row_slot: torch.Tensor, num_tasks: int, row_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``values, mask [N, P]``, ``row_slot [N]`` -> ``[T]`` mean over each task's masked entries;
+    ``row_weight [N]`` (importance weights) scales each row's terms, not the count."""
+    if row_weight is not None:
+        values = values * row_weight[:, None]
     v = values.new_zeros(num_tasks).index_add(0, row_slot, (values * mask).sum(1))
     m = values.new_zeros(num_tasks).index_add(0, row_slot, mask.sum(1)).clamp(min=1.0)
     return v / m
@@ -161,7 +174,8 @@ class Learner:
         replay = self.config.replay
         length = replay.unroll_steps + replay.td_steps + 1
         context = self.config.train.context_steps if replay.reanalyse_fraction > 0 else 0
-        windows = {t: replays[t].sample(self.batch_sizes[t], length, self.rng, context=context) for t in task_ids}
+        alpha, beta = replay.priority_alpha, replay.priority_beta
+        windows = {t: replays[t].sample(self.batch_sizes[t], length, self.rng, context=context, alpha=alpha, beta=beta) for t in task_ids}
         if not context:
             return Batch(windows)
         start = time.perf_counter()
@@ -221,15 +235,21 @@ class Learner:
         value_loss = soft_cross_entropy(out.value_logits, value_two_hot)
         policy_loss, entropy = self._policy_loss(batch, out.policy_logits, task_ids)
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
-        extra = self._consistency_losses(out, target_latents, next_mask, step_mask, is_obs, terminal, row_slot, num_tasks)
+        w = self._importance_weights(batch)
+        extra = self._consistency_losses(out, target_latents, next_mask, step_mask, is_obs, terminal, row_slot, num_tasks, w)
         per_task = {
-            "latent": _masked_mean_per_task(latent_loss, next_mask, row_slot, num_tasks),
-            "reward": _masked_mean_per_task(reward_loss, step_mask, row_slot, num_tasks),
-            "value": _masked_mean_per_task(value_loss, value_mask_t, row_slot, num_tasks),
-            "policy": _masked_mean_per_task(policy_loss, step_mask, row_slot, num_tasks),
-            "entropy": _masked_mean_per_task(entropy, step_mask, row_slot, num_tasks),
+            "latent": _masked_mean_per_task(latent_loss, next_mask, row_slot, num_tasks, w),
+            "reward": _masked_mean_per_task(reward_loss, step_mask, row_slot, num_tasks, w),
+            "value": _masked_mean_per_task(value_loss, value_mask_t, row_slot, num_tasks, w),
+            "policy": _masked_mean_per_task(policy_loss, step_mask, row_slot, num_tasks, w),
+            "entropy": _masked_mean_per_task(entropy, step_mask, row_slot, num_tasks, w),
             **extra,
         }
+        value_error = None
+        if cfg.replay.priority_alpha > 0:
+            with torch.no_grad():
+                predicted = self.model.value_support.logits_to_scalar(out.value_logits.detach()).cpu().numpy()
+            value_error = np.abs(value_target - predicted)
         weights = {
             "latent": train.latent_weight,
             "reward": train.reward_weight,
@@ -247,7 +267,13 @@ class Learner:
             losses["moe_balance"] = torch.stack([r.balance_loss for r in out.router]).mean()
             losses["moe_z"] = torch.stack([r.z_loss for r in out.router]).mean()
             total = total + train.moe_balance_weight * losses["moe_balance"] + train.moe_z_weight * losses["moe_z"]
-        return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask)
+        return LossOutput(total, task_totals, losses, per_task, out.router, value_target, value_mask, value_error)
+
+    def _importance_weights(self, batch: Batch) -> torch.Tensor | None:
+        """``[N]`` importance weights of a prioritized draw (None for a uniform one)."""
+        if any(w.weights is None for w in batch.windows.values()):
+            return None
+        return torch.as_tensor(self._stack(batch, "weights"), device=self.device)
 
     def latent_error(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[..., D] -> [...]`` next-latent squared error on a scale near 1 for either latent
@@ -288,18 +314,19 @@ class Learner:
         terminal: np.ndarray,
         row_slot: torch.Tensor,
         num_tasks: int,
+        row_weight: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """EZ-M's temporal and path consistency, per task ``[T]`` (only those with a weight)."""
         train, K = self.config.train, self.config.replay.unroll_steps
         losses = {}
         if train.temporal_consistency_weight > 0:
             temporal = self.model.consistency.loss(out.next_latent, target_latents[:, 1 : K + 2])
-            losses["temporal_consistency"] = _masked_mean_per_task(temporal, next_mask, row_slot, num_tasks)
+            losses["temporal_consistency"] = _masked_mean_per_task(temporal, next_mask, row_slot, num_tasks, row_weight)
         if train.path_consistency_weight > 0:
             path = path_consistency(out.value_logits, out.reward_logits, self.model.support, train.discount, terminal[:, 1 : K + 1])
             # Pairs (t, t+1) inside the unroll where step t exists and t+1 is an observation of the same episode.
             pair_mask = step_mask[:, :K] * torch.as_tensor(is_obs[:, 1 : K + 1], device=path.device, dtype=torch.float32)
-            losses["path_consistency"] = _masked_mean_per_task(path, pair_mask, row_slot, num_tasks)
+            losses["path_consistency"] = _masked_mean_per_task(path, pair_mask, row_slot, num_tasks, row_weight)
         return losses
 
     def update(self, batch: Batch) -> dict[str, float]:
@@ -336,6 +363,8 @@ class Learner:
         grad_norm = self._step()
         if grad_norm is None:
             return {"nonfinite": 1.0, "loss/total": float(total.detach())}
+        if result.value_error is not None:
+            batch.priorities = self._priorities(batch, result)
 
         # Every scalar in one device->host copy (one wait for the GPU, not one per number).
         names = [f"loss/{k}" for k in losses] + ["loss/total", "grad_norm"]
@@ -353,6 +382,26 @@ class Learner:
         metrics.update(conflict)
         metrics.update(clusters)
         return metrics
+
+    def _priorities(self, batch: Batch, result: LossOutput) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each task's new priorities ``[B, K+1]`` (value error + a floor, so no stored step
+        becomes undrawable) and where they apply (steps with a value target)."""
+        K = self.config.replay.unroll_steps
+        mask = result.value_mask & self._stack(batch, "is_step")[:, : K + 1]
+        error = result.value_error + PRIORITY_FLOOR
+        out, row = {}, 0
+        for t, w in batch.windows.items():
+            b = w.obs.shape[0]
+            out[t] = (error[row : row + b].astype(np.float32), mask[row : row + b])
+            row += b
+        return out
+
+    @staticmethod
+    def apply_priorities(batch: Batch, replays: dict[int, TaskReplay]) -> None:
+        """Write an updated batch's new priorities back to the replays it was drawn from (on
+        the thread that owns the replays; nothing to do for a uniform draw)."""
+        for t, (priorities, mask) in (batch.priorities or {}).items():
+            replays[t].update_priorities(batch.windows[t], priorities, mask)
 
     def _step(self) -> torch.Tensor | None:
         """Combine gradients across ranks (when distributed), clip, step, move the target.

@@ -115,6 +115,8 @@ class TrainingRun:
         self.stats: dict = {"episodes": [], "search": []}
         """The last collection step's finished episodes and search statistics."""
         self.acting = ActingCopy(self.model) if train_cfg.overlap else None
+        self.background_batches: list = []
+        """(``train.overlap``) The batches the worker is updating on, for their priorities."""
         self.background_eval = BackgroundEvaluator(config) if train_cfg.background_eval else None
         # Resumed with an evaluation of these weights out: start it again.
         if self.background_eval is not None and self.loop.pending_eval is not None:
@@ -197,6 +199,7 @@ class TrainingRun:
         for _ in range(owed):
             with self.phases("sample"):
                 batches.append(self.learner.sample(self.collector.replays, local))
+        self.background_batches = batches
         return BackgroundUpdates([lambda b=b: self.learner.update(b) for b in batches])
 
     def finish_owed_updates(self, learning: BackgroundUpdates | None) -> None:
@@ -205,6 +208,9 @@ class TrainingRun:
             return
         with self.phases("update"):  # what the learner still needs once collection is done
             results = learning.join()
+        for batch in self.background_batches:  # the replay is written on this thread only
+            self.learner.apply_priorities(batch, self.collector.replays)
+        self.background_batches = []
         any(self.record_update(r) for r in results)  # stops at a roll-back: later updates were discarded with it
         self.log_training(len(results))
         self.acting.refresh(self.model)
@@ -219,7 +225,9 @@ class TrainingRun:
         with self.phases("sample"):
             batch = self.learner.sample(self.collector.replays, local)
         with self.phases("update"):
-            return self.learner.update(batch)
+            result = self.learner.update(batch)
+        self.learner.apply_priorities(batch, self.collector.replays)
+        return result
 
     def record_update(self, result: dict) -> bool:
         """Count a NaN/inf update (skipped; too many in a row: back to the last checkpoint, and
