@@ -230,7 +230,7 @@ class ReplayConfig:
     priority_alpha: float = 0.0
     """Prioritized replay: windows start at a step with probability proportional to its
     priority ** alpha, the priority being the learner's latest |value target - predicted
-    value| there (new steps: the largest so far); 0: uniform (EfficientZero uses 0.6)."""
+    value| there (new steps: the largest stored); 0: uniform (EfficientZero uses 0.6)."""
     priority_beta: float = 0.4
     """Importance-weight exponent of prioritized replay: each window's losses are weighted by
     (N P) ** -beta over the batch's largest (1: corrects the draw's bias fully)."""

@@ -24,12 +24,18 @@ def _add(buf, t):
     buf.add_steps(np.full((n, 1), t, np.float32), np.zeros(n, np.int64), np.zeros(n, np.float32), pol, np.zeros(n, np.float32))
 
 
+def _starts(buf, entries, stream=0):
+    """A window batch drawn from ``buf`` re-pointed to start at ``entries`` of ``stream``."""
+    w = buf.sample(len(entries), 1, np.random.default_rng(0))
+    w.streams[:] = stream
+    w.start_abs[:] = entries
+    return w
+
+
 def _set(buf, priorities):
     """Priorities of stream 0's entries 0..len-1 (all still stored) through the public write-back."""
-    w = buf.sample(1, len(priorities), np.random.default_rng(0))
-    w.streams[:] = 0
-    w.start_abs[:] = 0
-    buf.update_priorities(w, np.asarray(priorities, np.float32)[None], np.ones((1, len(priorities)), bool))
+    n = len(priorities)
+    buf.update_priorities(_starts(buf, np.arange(n)), np.asarray(priorities, np.float32), np.ones(n, bool))
 
 
 def test_draws_follow_priority_to_the_alpha_and_weights_match_the_formula():
@@ -49,35 +55,40 @@ def test_draws_follow_priority_to_the_alpha_and_weights_match_the_formula():
     assert w.weights.max() == pytest.approx(1.0)
 
 
-def test_new_steps_get_the_largest_priority_and_finals_are_never_starts():
-    buf = _buffer()
-    for t in range(3):
+def test_new_steps_get_the_largest_stored_priority():
+    buf = _buffer(capacity=4)
+    _add(buf, 0)
+    assert buf.priorities[0, 0] == 1.0  # nothing stored yet: 1
+    for t in range(1, 3):
         _add(buf, t)
     _set(buf, [0.5, 6.0, 0.25])
-    assert buf.max_priority == 6.0
     _add(buf, 3)
-    buf.add_finals(np.array([0]), np.array([[9.0]], np.float32), np.array([True]))
-    np.testing.assert_array_equal(buf.priorities[0, :5], [0.5, 6.0, 0.25, 6.0, 0.0])
+    buf.add_finals(np.array([0]), np.array([[9.0]], np.float32), np.array([True]))  # overwrites entry 0
+    np.testing.assert_array_equal(buf.priorities[0], [0.0, 6.0, 0.25, 6.0])
+    _set(buf, [0.5, 0.5, 0.25, 2.0])  # entry 0 (now gone) is skipped; 1 -> 0.5, 3 -> 2
+    _add(buf, 5)  # overwrites entry 1 with the largest stored, now 2, not the 6 seen before
+    np.testing.assert_array_equal(buf.priorities[0], [0.0, 2.0, 0.25, 2.0])
     w = buf.sample(2_000, 1, np.random.default_rng(2), alpha=1.0, beta=0.0)
-    assert set(w.obs[:, 0, 0].astype(int).tolist()) <= {0, 1, 2, 3}
     assert (w.weights == 1.0).all()  # beta 0: no correction
+    counts = np.bincount(w.obs[:, 0, 0].astype(int), minlength=6)[[2, 3, 5]] / 2_000
+    np.testing.assert_allclose(counts, np.array([0.25, 2.0, 2.0]) / 4.25, atol=0.03)
 
 
-def test_write_back_skips_masked_and_overwritten_entries():
+def test_write_back_skips_masked_and_overwritten_entries_and_refuses_bad_values():
     buf = _buffer(capacity=4)  # one ring of 4 entries
     for t in range(4):
         _add(buf, t)
-    w = buf.sample(1, 3, np.random.default_rng(0))
-    w.streams[:] = 0
-    w.start_abs[:] = 0  # entries 0, 1, 2
+    w = _starts(buf, [0, 1, 2])
     for t in range(4, 6):  # the ring overwrites entries 0 and 1
         _add(buf, t)
-    buf.update_priorities(w, np.array([[7.0, 7.0, 3.0]], np.float32), np.array([[True, True, True]]))
+    buf.update_priorities(w, np.array([7.0, 7.0, 3.0], np.float32), np.array([True, True, True]))
     # Slot 2 (entry 2) took its priority; slots 0, 1 now hold entries 4, 5, untouched (new-step priority 1).
     np.testing.assert_array_equal(buf.priorities[0], [1.0, 1.0, 3.0, 1.0])
-    assert buf.max_priority == 3.0  # the 7s belonged to entries gone
-    buf.update_priorities(w, np.array([[9.0, 9.0, 9.0]], np.float32), np.array([[False, False, False]]))
+    buf.update_priorities(w, np.array([9.0, 9.0, 9.0], np.float32), np.array([False, False, False]))
     np.testing.assert_array_equal(buf.priorities[0], [1.0, 1.0, 3.0, 1.0])
+    for bad in (0.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="finite and > 0"):
+            buf.update_priorities(w, np.array([1.0, 1.0, bad], np.float32), np.array([True, True, True]))
 
 
 def test_uniform_buffers_refuse_prioritized_draws_and_priorities_survive_a_round_trip():
@@ -91,11 +102,17 @@ def test_uniform_buffers_refuse_prioritized_draws_and_priorities_survive_a_round
     _set(buf, [0.1, 5.0, 0.2])
     other = _buffer(streams=2, capacity=20)
     other.load_state_dict({k: v.copy() for k, v in buf.state_dict().items()})
-    assert other.max_priority == 5.0
+    np.testing.assert_array_equal(other.priorities, buf.priorities)
     a = buf.sample(64, 2, np.random.default_rng(3), alpha=0.6, beta=0.4)
     b = other.sample(64, 2, np.random.default_rng(3), alpha=0.6, beta=0.4)
     np.testing.assert_array_equal(a.obs, b.obs)
     np.testing.assert_array_equal(a.weights, b.weights)
+    # A uniform buffer's state loads into a prioritized one: every stored step at priority 1.
+    plain_state = _buffer(streams=2, capacity=20, prioritized=False)
+    for t in range(3):
+        _add(plain_state, t)
+    other.load_state_dict(plain_state.state_dict())
+    np.testing.assert_array_equal(other.priorities[:, :4], [[1, 1, 1, 0], [1, 1, 1, 0]])
 
 
 @pytest.mark.parametrize(("key", "value"), [("priority_alpha", -0.1), ("priority_beta", 1.5)])
@@ -135,22 +152,31 @@ def test_learner_writes_its_value_errors_where_it_drew():
         w.weights = w.weights * 2.0
     for name, value in losses.per_task.items():
         torch.testing.assert_close(halved.per_task[name], 0.5 * value)
+    # The errors to write, by hand: |n-step target - the pre-step network's value| at each start.
+    with torch.no_grad():
+        latents = learner._encode(learner.model, batch, config.replay.unroll_steps + 1)
+        actions = torch.as_tensor(learner._stack(batch, "actions"), dtype=torch.long)
+        task_ids = torch.as_tensor(np.asarray(batch.task_ids)[batch.row_slot()])
+        out = learner.model.forward_sequence(latents, actions[:, : config.replay.unroll_steps + 1], task_ids)
+        predicted = model.value_support.logits_to_scalar(out.value_logits[:, 0]).numpy()
+    expected = np.abs(losses.value_target[:, 0] - predicted) + PRIORITY_FLOOR
     learner.update(batch)
-    K = config.replay.unroll_steps
+    row = 0
     for t, w in batch.windows.items():
         priorities, mask = batch.priorities[t]
-        assert priorities.shape == (w.obs.shape[0], K + 1) and mask.any()
-        assert (priorities[mask] >= PRIORITY_FLOOR).all()
-    # The errors written are |target - prediction| of the pre-step network on that batch.
-    first = batch.task_ids[0]
-    rows = batch.windows[first].obs.shape[0]
-    np.testing.assert_allclose(batch.priorities[first][0], (losses.value_error[:rows] + PRIORITY_FLOOR).astype(np.float32), rtol=1e-5)
+        b = w.obs.shape[0]
+        assert priorities.shape == mask.shape == (b,) and mask.all()  # every start is a step with a value target
+        np.testing.assert_allclose(priorities, expected[row : row + b], rtol=1e-4, atol=1e-6)
+        row += b
+    before = {t: r.priorities.copy() for t, r in collector.replays.items()}
     Learner.apply_priorities(batch, collector.replays)
-    replay, w = collector.replays[first], batch.windows[first]
-    priorities, mask = batch.priorities[first]
-    i, p = np.argwhere(mask)[0]
-    slot = (w.start_abs[i] + p) % replay.stream_capacity
-    assert replay.priorities[w.streams[i], slot] == pytest.approx(float(priorities[i, p]))
+    for t, w in batch.windows.items():
+        replay, (priorities, _) = collector.replays[t], batch.priorities[t]
+        slots = w.start_abs % replay.stream_capacity
+        np.testing.assert_allclose(replay.priorities[w.streams, slots], priorities)  # a start drawn twice: one window, one error
+        untouched = np.ones_like(replay.priorities, bool)
+        untouched[w.streams, slots] = False
+        np.testing.assert_array_equal(replay.priorities[untouched], before[t][untouched])
 
 
 @pytest.mark.parametrize("overlap", [False, True])

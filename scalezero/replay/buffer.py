@@ -101,8 +101,6 @@ class TaskReplay:
         self.candidates = np.zeros(shape + (num_actions, action_dim), dtype=np.float32) if action_dim else None
         self.root_values = np.zeros(shape, dtype=np.float32)
         self.priorities = np.zeros(shape, dtype=np.float32) if prioritized else None
-        self.max_priority = 1.0
-        """Priority of every new step: the largest seen so far (so each is drawn soon)."""
         self.kinds = np.full(shape, EMPTY, dtype=np.int8)
         self.episode = np.full(shape, -1, dtype=np.int64)
         self.written = np.zeros(num_streams, dtype=np.int64)  # entries ever written per stream
@@ -146,7 +144,7 @@ class TaskReplay:
                 raise ValueError("a continuous replay needs the candidate actions of every step")
             self.candidates[streams, slots] = candidates
         if self.priorities is not None:
-            self.priorities[streams, slots] = self.max_priority
+            self.priorities[streams, slots] = self.max_priority()
         self.kinds[streams, slots] = STEP
         self.episode[streams, slots] = self._episode_of_stream[streams]
         self.steps_added += self.num_streams
@@ -250,21 +248,25 @@ class TaskReplay:
             weights=weights,
         )
 
+    def max_priority(self) -> float:
+        """The priority a new step gets: the largest stored (1 in a buffer without any), so
+        every new step is drawn soon."""
+        largest = float(self.priorities.max()) if self.priorities is not None else 0.0
+        return largest if largest > 0 else 1.0
+
     def update_priorities(self, window: Window, priorities: np.ndarray, mask: np.ndarray) -> None:
-        """Set the priorities ``[B, P]`` of the first ``P`` entries of ``window``'s windows where
-        ``mask [B, P]`` holds (and the entry is still stored: the ring may have moved on since
-        the draw); the largest becomes the priority of new steps if it is a new maximum."""
+        """Set the priorities ``[B]`` of the steps ``window``'s windows start at, where ``mask [B]``
+        holds and the step is still stored (the ring may have moved on since the draw).
+        Priorities must be finite and > 0 (a step of priority 0 could never be drawn again)."""
         if self.priorities is None:
             raise ValueError("this replay buffer keeps no priorities (made without prioritized=True)")
-        abs_idx = window.start_abs[:, None] + np.arange(priorities.shape[1])[None, :]
-        rows = np.broadcast_to(window.streams[:, None], abs_idx.shape)
-        stored = abs_idx >= (self.written[window.streams] - self.stream_capacity)[:, None]
+        priorities = np.asarray(priorities, dtype=np.float32)
+        if not (np.isfinite(priorities[mask]).all() and (priorities[mask] > 0).all()):
+            raise ValueError("priorities must be finite and > 0")
+        stored = window.start_abs >= self.written[window.streams] - self.stream_capacity
         keep = mask & stored
-        if not keep.any():
-            return
-        cols = abs_idx % self.stream_capacity
-        self.priorities[rows[keep], cols[keep]] = priorities[keep]
-        self.max_priority = max(self.max_priority, float(priorities[keep].max()))
+        cols = window.start_abs[keep] % self.stream_capacity
+        self.priorities[window.streams[keep], cols] = priorities[keep]
 
     def _context(self, streams: np.ndarray, slots: np.ndarray, start_abs: np.ndarray, context: int) -> dict[str, np.ndarray]:
         """The ``context`` steps before each window start that are still stored and belong to
@@ -285,8 +287,6 @@ class TaskReplay:
     def state_dict(self) -> dict[str, np.ndarray]:
         """All arrays needed to restore the buffer exactly (for checkpoints)."""
         optional = {name: getattr(self, name) for name in OPTIONAL if getattr(self, name) is not None}
-        if self.priorities is not None:
-            optional["max_priority"] = np.array([self.max_priority], dtype=np.float64)
         return {
             **optional,
             "obs": self.obs,
@@ -305,6 +305,8 @@ class TaskReplay:
         """Restore from :meth:`state_dict` (shapes must match this buffer's)."""
         names = ["obs", "actions", "rewards", "policies", "root_values", "kinds", "episode", "written"]
         names += [name for name in OPTIONAL if getattr(self, name) is not None]
+        if self.priorities is not None and "priorities" not in state:  # saved by a uniform run: start level
+            state = {**state, "priorities": np.where(state["kinds"] == STEP, 1.0, 0.0).astype(np.float32)}
         for name in names:
             if name not in state:
                 raise ValueError(f"replay state has no {name!r} array (saved by a different kind of buffer)")
@@ -314,5 +316,3 @@ class TaskReplay:
             array[...] = state[name]
         self._episode_of_stream[...] = state["episode_of_stream"]
         self._next_episode, self.steps_added = (int(x) for x in state["counters"])
-        if self.priorities is not None:
-            self.max_priority = float(state["max_priority"][0])

@@ -48,7 +48,7 @@ class Batch:
     searches (NaN where none ran), used as n-step bootstraps instead of the target network's."""
     priorities: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
     """Prioritized replay, set by :meth:`Learner.update`: task id -> ``(priorities, mask)``,
-    both ``[B, K+1]``, for :meth:`Learner.apply_priorities` to write back."""
+    both ``[B]`` (each window's first step), for :meth:`Learner.apply_priorities` to write back."""
 
     @property
     def task_ids(self) -> list[int]:
@@ -384,11 +384,11 @@ class Learner:
         return metrics
 
     def _priorities(self, batch: Batch, result: LossOutput) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Each task's new priorities ``[B, K+1]`` (value error + a floor, so no stored step
-        becomes undrawable) and where they apply (steps with a value target)."""
-        K = self.config.replay.unroll_steps
-        mask = result.value_mask & self._stack(batch, "is_step")[:, : K + 1]
-        error = result.value_error + PRIORITY_FLOOR
+        """Each task's new priorities ``[B]``: the value error at each window's first step (the
+        step it was drawn for, as in EfficientZero) plus a floor, so no stored step becomes
+        undrawable; where a start has no value target, it keeps its priority."""
+        mask = result.value_mask[:, 0]
+        error = result.value_error[:, 0] + PRIORITY_FLOOR
         out, row = {}, 0
         for t, w in batch.windows.items():
             b = w.obs.shape[0]

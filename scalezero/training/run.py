@@ -208,10 +208,12 @@ class TrainingRun:
             return
         with self.phases("update"):  # what the learner still needs once collection is done
             results = learning.join()
-        for batch in self.background_batches:  # the replay is written on this thread only
-            self.learner.apply_priorities(batch, self.collector.replays)
-        self.background_batches = []
-        any(self.record_update(r) for r in results)  # stops at a roll-back: later updates were discarded with it
+        batches, self.background_batches = self.background_batches or [None] * len(results), []
+        for batch, result in zip(batches, results):
+            if batch is not None:  # the replay is written on this thread only
+                self.learner.apply_priorities(batch, self.collector.replays)
+            if self.record_update(result):  # a roll-back: later updates were discarded with it
+                break
         self.log_training(len(results))
         self.acting.refresh(self.model)
 
