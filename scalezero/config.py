@@ -175,6 +175,17 @@ class SearchConfig:
     temperature_anneal: float = 0.5
     """Fraction of ``train.env_steps`` over which the collection temperature moves linearly
     from ``collect_temperature`` to ``collect_temperature_final`` (then stays there)."""
+    collect_epsilon: float = 0.0
+    """Discrete tasks, collection only: probability that a step plays a uniformly random legal
+    action instead of the search's choice, at the start of training (0: never). The stored
+    policy target stays the search's; only the action played (and stored) changes. Gives
+    sparse-reward games data the search alone would not collect (LightZero's
+    ``eps_greedy_exploration_in_collect``)."""
+    collect_epsilon_final: float = 0.0
+    """The random-action probability at the end of ``epsilon_anneal`` (then kept)."""
+    epsilon_anneal: float = 0.25
+    """Fraction of ``train.env_steps`` over which the random-action probability moves linearly
+    from ``collect_epsilon`` to ``collect_epsilon_final``."""
     num_samples: int = 8
     """Continuous tasks (Sampled MuZero): actions drawn from the policy at every node; the
     search chooses among them."""
@@ -192,6 +203,11 @@ class SearchConfig:
         frac = min(max(progress / self.temperature_anneal, 0.0), 1.0)
         return self.collect_temperature + frac * (self.collect_temperature_final - self.collect_temperature)
 
+    def epsilon_at(self, progress: float) -> float:
+        """Random-action probability in collection after ``progress`` (0 to 1) of the budget."""
+        frac = min(max(progress / self.epsilon_anneal, 0.0), 1.0)
+        return self.collect_epsilon + frac * (self.collect_epsilon_final - self.collect_epsilon)
+
     def validate(self) -> None:
         _check(self.algorithm in SEARCH_ALGORITHMS, "search.algorithm", f"one of {SEARCH_ALGORITHMS}", self.algorithm)
         _check(self.num_simulations >= 1, "search.num_simulations", "an integer >= 1", self.num_simulations)
@@ -206,6 +222,9 @@ class SearchConfig:
         _check(self.collect_temperature > 0, "search.collect_temperature", "a float > 0", self.collect_temperature)
         _check(self.collect_temperature_final >= 0, "search.collect_temperature_final", "a float >= 0 (0: no annealing)", self.collect_temperature_final)
         _check(0 < self.temperature_anneal <= 1, "search.temperature_anneal", "a float in (0, 1]", self.temperature_anneal)
+        _check(0 <= self.collect_epsilon <= 1, "search.collect_epsilon", "a probability in [0, 1]", self.collect_epsilon)
+        _check(0 <= self.collect_epsilon_final <= 1, "search.collect_epsilon_final", "a probability in [0, 1]", self.collect_epsilon_final)
+        _check(0 < self.epsilon_anneal <= 1, "search.epsilon_anneal", "a float in (0, 1]", self.epsilon_anneal)
         _check(self.num_samples >= 2, "search.num_samples", "an integer >= 2", self.num_samples)
         _check(self.root_sample_std_scale > 0, "search.root_sample_std_scale", "a float > 0", self.root_sample_std_scale)
 

@@ -104,9 +104,13 @@ class Collector:
         search = self.config.search
         search = replace(search, collect_temperature=search.temperature_at(progress))
         result = search_actions(model, self.layout, histories, search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal)
+        epsilon = search.epsilon_at(progress)
         stats: dict[str, list] = {"episodes": [], "search": []}
         for tid in task_ids:
             out = result.outputs[tid]
+            if epsilon > 0 and out.candidates is None:
+                chosen = _epsilon_actions(out.actions, out.legal, epsilon, self.rng)
+                out = replace(out, actions=chosen, env_actions=chosen)
             batch = self.envs[tid]
             obs_before = batch.obs
             step = batch.step(out.env_actions)
@@ -121,6 +125,19 @@ class Collector:
                 stats["episodes"].append((tid, float(step.episode_return[i]), int(step.episode_length[i])))
             stats["search"].append((tid, float(search.root_value.mean()), _entropy(search.policy_target)))
         return stats
+
+
+def _epsilon_actions(actions: np.ndarray, legal: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """``actions`` with each row replaced, with probability ``epsilon``, by a uniformly drawn
+    action of ``legal [n, A]`` (epsilon-greedy collection)."""
+    n = actions.shape[0]
+    swap = rng.random(n) < epsilon
+    draws = rng.random(n)
+    out = actions.copy()
+    for i in np.nonzero(swap)[0]:
+        choices = np.flatnonzero(legal[i])
+        out[i] = choices[min(int(draws[i] * len(choices)), len(choices) - 1)]
+    return out
 
 
 def _entropy(p: np.ndarray) -> float:
