@@ -139,6 +139,8 @@ class ModelConfig:
 
 
 SEARCH_ALGORITHMS = ("puct", "gumbel")
+EPSILON_MAX_REPEAT = 100
+"""Longest repeat of one random action in temporally extended epsilon-greedy collection."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,12 @@ class SearchConfig:
     epsilon_anneal: float = 0.25
     """Fraction of ``train.env_steps`` over which the random-action probability moves linearly
     from ``collect_epsilon`` to ``collect_epsilon_final``."""
+    epsilon_zeta: float = 0.0
+    """0: each random action lasts one step. Above 1: temporally extended epsilon-greedy
+    (Dabney et al., 2021): a random action, once drawn, is repeated for ``n`` steps with
+    ``P(n) ~ n ** -epsilon_zeta`` (at most ``EPSILON_MAX_REPEAT``), while it stays legal and
+    the episode lasts; the chance to start one is the random-action probability. Repeats reach
+    states that single random steps almost never do (a chicken crossing Freeway)."""
     num_samples: int = 8
     """Continuous tasks (Sampled MuZero): actions drawn from the policy at every node; the
     search chooses among them."""
@@ -225,6 +233,7 @@ class SearchConfig:
         _check(0 <= self.collect_epsilon <= 1, "search.collect_epsilon", "a probability in [0, 1]", self.collect_epsilon)
         _check(0 <= self.collect_epsilon_final <= 1, "search.collect_epsilon_final", "a probability in [0, 1]", self.collect_epsilon_final)
         _check(0 < self.epsilon_anneal <= 1, "search.epsilon_anneal", "a float in (0, 1]", self.epsilon_anneal)
+        _check(self.epsilon_zeta == 0 or self.epsilon_zeta > 1, "search.epsilon_zeta", "0 (one-step random actions) or a float > 1", self.epsilon_zeta)
         _check(self.num_samples >= 2, "search.num_samples", "an integer >= 2", self.num_samples)
         _check(self.root_sample_std_scale > 0, "search.root_sample_std_scale", "a float > 0", self.root_sample_std_scale)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from scalezero.config import Config
+from scalezero.config import EPSILON_MAX_REPEAT, Config
 from scalezero.model import WorldModel
 from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
@@ -57,6 +57,8 @@ class Collector:
         }
         self.env_steps = defaultdict(int)  # per task id
         self.rng = np.random.default_rng(train.seed + 17)
+        # Temporally extended epsilon-greedy: per copy, the random action held and its steps left.
+        self.held = {i: RandomRun(np.zeros(train.num_envs, np.int64), np.zeros(train.num_envs, np.int64)) for i in self.envs}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything of the acting side a checkpoint needs besides replay: per task its env
@@ -67,6 +69,7 @@ class Collector:
             arrays.update({f"env{t}.{k}": v for k, v in batch.state_dict().items()})
             h = self.histories[t]
             arrays.update({f"history{t}.obs": h.obs, f"history{t}.actions": h.actions, f"history{t}.valid": h.valid})
+            arrays.update({f"explore{t}.action": self.held[t].action, f"explore{t}.left": self.held[t].left})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> list[int]:
@@ -74,6 +77,9 @@ class Collector:
         exactly (saved without env state, or an env that does not follow its seed): those
         keep fresh copies, seeded apart from the saved ones, and a fresh context."""
         inexact = []
+        for t in self.envs:
+            if f"explore{t}.left" in arrays:  # absent in checkpoints from before epsilon_zeta
+                self.held[t] = RandomRun(arrays[f"explore{t}.action"].copy(), arrays[f"explore{t}.left"].copy())
         for t, batch in self.envs.items():
             state = {k[len(f"env{t}.") :]: v for k, v in arrays.items() if k.startswith(f"env{t}.")}
             try:
@@ -104,12 +110,13 @@ class Collector:
         search = self.config.search
         search = replace(search, collect_temperature=search.temperature_at(progress))
         result = search_actions(model, self.layout, histories, search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal)
-        epsilon = search.epsilon_at(progress)
+        epsilon, zeta = search.epsilon_at(progress), search.epsilon_zeta
         stats: dict[str, list] = {"episodes": [], "search": []}
         for tid in task_ids:
             out = result.outputs[tid]
-            if epsilon > 0 and out.candidates is None:
-                chosen = _epsilon_actions(out.actions, out.legal, epsilon, self.rng)
+            held = self.held[tid]
+            if out.candidates is None and (epsilon > 0 or held.left.any()):
+                chosen = _epsilon_actions(out.actions, out.legal, epsilon, self.rng, held, zeta)
                 out = replace(out, actions=chosen, env_actions=chosen)
             batch = self.envs[tid]
             obs_before = batch.obs
@@ -118,6 +125,7 @@ class Collector:
             search = out.search
             replay.add_steps(obs_before, out.actions, step.reward, search.policy_target, search.root_value, out.legal, out.candidates)
             done = np.nonzero(step.done)[0]
+            held.left[done] = 0  # a random run ends with its episode
             replay.add_finals(done, step.final_obs[done], step.terminated[done])
             self.histories[tid].advance(out.actions, self.layout.pad_obs(tid, step.obs), step.done)
             self.env_steps[tid] += batch.num_envs
@@ -127,16 +135,37 @@ class Collector:
         return stats
 
 
-def _epsilon_actions(actions: np.ndarray, legal: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+@dataclass
+class RandomRun:
+    """Per env copy: the random action being repeated and how many more steps it lasts."""
+
+    action: np.ndarray
+    left: np.ndarray
+
+
+def _epsilon_actions(
+    actions: np.ndarray, legal: np.ndarray, epsilon: float, rng: np.random.Generator, held: RandomRun | None = None, zeta: float = 0.0
+) -> np.ndarray:
     """``actions`` with each row replaced, with probability ``epsilon``, by a uniformly drawn
-    action of ``legal [n, A]`` (epsilon-greedy collection)."""
+    action of ``legal [n, A]`` (epsilon-greedy collection). With ``held`` and ``zeta > 1``, a
+    drawn action is also kept in ``held`` for ``n - 1`` more steps, ``n ~ zeta(zeta)`` capped at
+    :data:`EPSILON_MAX_REPEAT`; rows still in such a run play it while it is legal."""
     n = actions.shape[0]
-    swap = rng.random(n) < epsilon
-    draws = rng.random(n)
     out = actions.copy()
-    for i in np.nonzero(swap)[0]:
+    going = np.zeros(n, bool)
+    if held is not None:
+        going = (held.left > 0) & legal[np.arange(n), held.action]
+        out[going] = held.action[going]
+        held.left[going] -= 1
+        held.left[~going] = 0
+    start = ~going & (rng.random(n) < epsilon)
+    draws = rng.random(n)
+    for i in np.nonzero(start)[0]:
         choices = np.flatnonzero(legal[i])
         out[i] = choices[min(int(draws[i] * len(choices)), len(choices) - 1)]
+        if held is not None and zeta > 1:
+            held.action[i] = out[i]
+            held.left[i] = min(int(rng.zipf(zeta)), EPSILON_MAX_REPEAT) - 1
     return out
 
 
