@@ -139,6 +139,13 @@ class ModelConfig:
 
 
 SEARCH_ALGORITHMS = ("puct", "gumbel")
+
+
+def _anneal(start: float, end: float, progress: float, span: float) -> float:
+    """``start`` moved linearly to ``end`` over the first ``span`` of the budget, then ``end``."""
+    frac = min(max(progress / span, 0.0), 1.0)
+    return start + frac * (end - start)
+
 EPSILON_MAX_REPEAT = 100
 """Longest repeat of one random action in temporally extended epsilon-greedy collection."""
 
@@ -208,13 +215,11 @@ class SearchConfig:
         """Collection temperature after ``progress`` (0 to 1) of the env-step budget."""
         if self.collect_temperature_final <= 0:
             return self.collect_temperature
-        frac = min(max(progress / self.temperature_anneal, 0.0), 1.0)
-        return self.collect_temperature + frac * (self.collect_temperature_final - self.collect_temperature)
+        return _anneal(self.collect_temperature, self.collect_temperature_final, progress, self.temperature_anneal)
 
     def epsilon_at(self, progress: float) -> float:
         """Random-action probability in collection after ``progress`` (0 to 1) of the budget."""
-        frac = min(max(progress / self.epsilon_anneal, 0.0), 1.0)
-        return self.collect_epsilon + frac * (self.collect_epsilon_final - self.collect_epsilon)
+        return _anneal(self.collect_epsilon, self.collect_epsilon_final, progress, self.epsilon_anneal)
 
     def validate(self) -> None:
         _check(self.algorithm in SEARCH_ALGORITHMS, "search.algorithm", f"one of {SEARCH_ALGORITHMS}", self.algorithm)

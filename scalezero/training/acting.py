@@ -124,6 +124,11 @@ def _root_legal(layout: SuiteLayout, task_order: list[int], sizes: list[int], le
     return np.concatenate(rows)
 
 
+def uniform_legal_actions(legal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of ``legal [n, A]``, drawn uniformly among that row's legal ones."""
+    return (rng.random(legal.shape) * legal).argmax(axis=1)
+
+
 def search_actions(
     model: WorldModel,
     layout: SuiteLayout,

@@ -14,7 +14,7 @@ from scalezero.model import WorldModel
 from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
 from scalezero.tasks.vector import EnvReplayMismatch
-from scalezero.training.acting import ContextHistory, search_actions
+from scalezero.training.acting import ContextHistory, search_actions, uniform_legal_actions
 
 
 class Collector:
@@ -159,13 +159,10 @@ def _epsilon_actions(
         held.left[going] -= 1
         held.left[~going] = 0
     start = ~going & (rng.random(n) < epsilon)
-    draws = rng.random(n)
-    for i in np.nonzero(start)[0]:
-        choices = np.flatnonzero(legal[i])
-        out[i] = choices[min(int(draws[i] * len(choices)), len(choices) - 1)]
-        if held is not None and zeta > 1:
-            held.action[i] = out[i]
-            held.left[i] = min(int(rng.zipf(zeta)), EPSILON_MAX_REPEAT) - 1
+    out[start] = uniform_legal_actions(legal[start], rng)
+    if held is not None and zeta > 1:
+        held.action[start] = out[start]
+        held.left[start] = np.minimum(rng.zipf(zeta, size=int(start.sum())), EPSILON_MAX_REPEAT) - 1
     return out
 
 

@@ -11,7 +11,7 @@ import torch
 from scalezero.config import Config
 from scalezero.model import WorldModel
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
-from scalezero.training.acting import ContextHistory, search_actions
+from scalezero.training.acting import ContextHistory, search_actions, uniform_legal_actions
 
 NO_LIMIT_CAP = 100_000
 """Evaluation cap for a task with no episode limit of its own when ``train.eval_max_steps`` is 0,
@@ -36,7 +36,7 @@ def random_policy_returns(task: Task, episodes: int, cap: int, seed: int = 0, st
         if spec.continuous:
             actions = rng.uniform(-1.0, 1.0, (episodes, spec.action_dim))
         else:
-            actions = (rng.random(batch.legal.shape) * batch.legal).argmax(axis=1)  # uniform over each copy's legal actions
+            actions = uniform_legal_actions(batch.legal, rng)
         step = batch.step(actions)
         first = step.done & np.isnan(returns)
         returns[first] = step.episode_return[first]
