@@ -32,6 +32,7 @@ def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
 
 LORA_TARGETS = ("attention", "experts", "ffn")
 LATENT_NORMS = ("simnorm", "layernorm")
+SUPPORT_TARGETS = ("two_hot", "hl_gauss")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,17 @@ class ModelConfig:
     """Group size of SimNorm on latents (softmax over groups); must divide ``embed_dim``."""
     support_size: int = 50
     """Reward and value are categorical over 2*support_size+1 bins of the transformed scalar."""
+    support_scale: float = 1.0
+    """Spacing of those bins in the transformed space: bins at ``support_scale * (-support_size..support_size)``.
+    Below 1, small returns spread over more bins (a reward of 1 is 0.42 in the transformed
+    space: with spacing 1 it shares bins 0 and 1 with every value up to 2.4); the largest
+    representable scalar shrinks with it (``Support.max_scalar``)."""
+    support_target: str = "two_hot"
+    """Targets of the reward and value cross-entropies: ``two_hot`` (the scalar split between its
+    two neighbouring bins, MuZero) or ``hl_gauss`` (the mass of a Gaussian around it on every
+    bin, ``support_sigma`` bins wide: HL-Gauss, "Stop Regressing", Farebrother et al. 2024)."""
+    support_sigma: float = 0.75
+    """Standard deviation of the ``hl_gauss`` targets, in bin widths (0.75: the paper's choice)."""
     conv_channels: int = 32
     """Channels of the image encoder's convolutions."""
     mlp_hidden: int = 128
@@ -117,6 +129,9 @@ class ModelConfig:
             self.simnorm_group,
         )
         _check(self.support_size >= 1, "model.support_size", "an integer >= 1", self.support_size)
+        _check(self.support_scale > 0, "model.support_scale", "a float > 0", self.support_scale)
+        _check(self.support_target in SUPPORT_TARGETS, "model.support_target", f"one of {SUPPORT_TARGETS}", self.support_target)
+        _check(self.support_sigma > 0, "model.support_sigma", "a float > 0 (in bin widths)", self.support_sigma)
         _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
         _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
         _check(self.moe_num_experts >= 0, "model.moe_num_experts", "an integer >= 0 (0: dense FFN)", self.moe_num_experts)
@@ -302,7 +317,11 @@ class TrainConfig:
     discount: float = 0.997
     """Reward discount gamma."""
     lr: float = 3e-4
-    """AdamW learning rate."""
+    """AdamW learning rate (at the first update; see ``lr_final_fraction``)."""
+    lr_final_fraction: float = 1.0
+    """The learning rate falls linearly from ``lr`` at ``learning_starts`` to ``lr *
+    lr_final_fraction`` at the end of the env-step budget (1: constant). A high rate learns
+    fast early; a lower one at the end leaves a less noisy final model."""
     weight_decay: float = 1e-4
     """AdamW weight decay (matrices only; biases, norms and embeddings are not decayed)."""
     grad_clip: float = 5.0
@@ -377,6 +396,12 @@ class TrainConfig:
     (``scalezero.training.overlap``). Same replay ratio; an update misses only the collection
     step running beside it. Deterministic, but not the same run as without it."""
 
+    def lr_at(self, env_steps: float) -> float:
+        """Learning rate once ``env_steps`` per task are collected (the linear fall of
+        ``lr_final_fraction`` from ``learning_starts`` to ``env_steps``, the budget)."""
+        span = max(self.env_steps - self.learning_starts, 1)
+        return _anneal(self.lr, self.lr * self.lr_final_fraction, env_steps - self.learning_starts, span)
+
     def validate(self) -> None:
         _check(self.env_steps >= 1, "train.env_steps", "an integer >= 1", self.env_steps)
         _check(self.num_envs >= 1, "train.num_envs", "an integer >= 1", self.num_envs)
@@ -386,6 +411,7 @@ class TrainConfig:
         _check(self.context_steps >= 0, "train.context_steps", "an integer >= 0", self.context_steps)
         _check(0 < self.discount <= 1, "train.discount", "a float in (0, 1]", self.discount)
         _check(self.lr > 0, "train.lr", "a float > 0", self.lr)
+        _check(0 < self.lr_final_fraction <= 1, "train.lr_final_fraction", "a float in (0, 1] (1: constant rate)", self.lr_final_fraction)
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)
         _check(0 < self.target_tau <= 1, "train.target_tau", "a float in (0, 1]", self.target_tau)

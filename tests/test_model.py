@@ -85,8 +85,9 @@ def test_value_transform_round_trip():
     assert inverse_value_transform(value_transform(torch.zeros(3))).abs().max() == 0
 
 
-def test_two_hot_round_trip_and_shape():
-    support = Support(10)
+@pytest.mark.parametrize("scale", [1.0, 0.2])
+def test_two_hot_round_trip_and_shape(scale):
+    support = Support(10, scale=scale)
     x = torch.linspace(-0.999 * support.max_scalar, 0.999 * support.max_scalar, 501)
     x = torch.cat([x, torch.tensor([0.0, 1.0, -1.0, 3.0])])
     two_hot = support.scalar_to_two_hot(x)
@@ -102,6 +103,44 @@ def test_two_hot_round_trip_and_shape():
     # Out-of-range scalars clamp to the edge bin.
     edge = support.scalar_to_two_hot(torch.tensor([1e9, -1e9]))
     assert edge[0, -1] == 1 and edge[1, 0] == 1
+
+
+def test_scaled_support_spreads_small_scalars_over_finer_bins():
+    """Spacing 0.2: a reward of 1 (0.415 transformed) lies between bins 2 and 3 (0.4 and 0.6)
+    with weights 0.925 / 0.075, by hand; the largest scalar is h^-1(10 * 0.2)."""
+    support = Support(10, scale=0.2)
+    two_hot = support.scalar_to_two_hot(torch.tensor([1.0]))[0]
+    h1 = float(value_transform(torch.tensor(1.0)))
+    hi = (h1 - 0.4) / 0.2
+    assert_close(two_hot[10 + 2], torch.tensor(1.0 - hi), 1e-6)
+    assert_close(two_hot[10 + 3], torch.tensor(hi), 1e-6)
+    assert abs(support.max_scalar - float(inverse_value_transform(torch.tensor(2.0, dtype=torch.float64)))) < 1e-9
+    with pytest.raises(ValueError, match="scale"):
+        Support(10, scale=0.0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.2])
+def test_hl_gauss_targets_match_the_gaussian_mass_per_bin(scale):
+    """Each bin gets the mass of N(h(x) / scale, sigma^2) on its interval (math.erf by hand),
+    the tails go to the edge bins, and inside the support the expected scalar is x itself."""
+    import math
+
+    support = Support(10, scale=scale, target="hl_gauss", sigma=0.75)
+    x = torch.tensor([0.0, 0.7, -3.0, 12.0])
+    target = support.scalar_to_target(x)
+    assert_close(target.sum(-1), torch.ones(4), 1e-6)
+    y = float(value_transform(torch.tensor(0.7))) / scale
+
+    def cdf(v: float) -> float:
+        return 0.5 * (1.0 + math.erf((v - y) / (0.75 * math.sqrt(2.0))))
+
+    by_hand = [cdf(i + 0.5) - (cdf(i - 0.5) if i > -10 else 0.0) for i in range(-10, 10)] + [1.0 - cdf(9.5)]
+    assert_close(target[1], torch.tensor(by_hand), 1e-5)
+    inside = x.abs() < 0.5 * support.max_scalar
+    assert_close(support.probs_to_scalar(target)[inside], x[inside], 1e-3)
+    assert_close(support.scalar_to_two_hot(x), Support(10, scale=scale).scalar_to_target(x), 0.0)
+    with pytest.raises(ValueError, match="target"):
+        Support(10, target="gauss")
 
 
 # ------------------------------------------------------------ world model

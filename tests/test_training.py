@@ -1,5 +1,7 @@
 """Acting and learning pieces on a mixed suite: masks hold end to end, batches are balanced, the EMA moves."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +122,26 @@ def test_evaluation_searches_each_copy_for_its_episode_only(monkeypatch):
         assert r["episodes"] == 5 and r["length_mean"] <= 40
         assert searched[t] == round(r["length_mean"] * 5)  # the summed episode lengths
     assert len({r["length_mean"] for r in results.values()}) > 1  # tasks ended at different times
+
+
+def test_learning_rate_falls_linearly_to_its_final_fraction(tmp_path):
+    """``train.lr_final_fraction``: lr at ``learning_starts``, lr * fraction at the budget's end,
+    linear between (by hand); the run's optimiser ends at the rate of its last update's clock;
+    1 keeps the rate constant, and bad values name the field."""
+    from tiny_run import tiny
+
+    from scalezero.config import ConfigError, TrainConfig
+    from scalezero.training.checkpoint import latest_checkpoint
+    from scalezero.training.loop import train
+
+    cfg = TrainConfig(lr=1e-3, lr_final_fraction=0.1, env_steps=1000, learning_starts=100)
+    assert [cfg.lr_at(s) for s in (0, 100, 550, 1000, 2000)] == pytest.approx([1e-3, 1e-3, 5.5e-4, 1e-4, 1e-4])
+    assert TrainConfig(lr=1e-3).lr_at(5000) == 1e-3
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="train.lr_final_fraction"):
+            config_from_dict({**SMALL, "train": {**SMALL["train"], "lr_final_fraction": bad}})
+    config = config_from_dict(tiny(lr=1e-3, lr_final_fraction=0.2, checkpoint_every=1000))
+    result = train(config, tmp_path / "run", show_progress=False)
+    state = json.loads((latest_checkpoint(result.run_dir) / "state.json").read_text())
+    assert result.updates > 0
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == pytest.approx([2e-4, 2e-4])  # the budget's end

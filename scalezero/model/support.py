@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from scalezero.config import SUPPORT_TARGETS
+
 DEFAULT_EPS = 1e-3
 
 
@@ -43,16 +45,26 @@ def inverse_value_transform(y: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
 
 
 class Support:
-    """``2 * size + 1`` bins at the integers ``-size..size`` of the transformed space.
+    """``2 * size + 1`` bins at ``scale * (-size..size)`` of the transformed space.
 
-    Scalars whose transform falls outside ``[-size, size]`` are clamped to the edge bins.
+    Scalars whose transform falls outside ``[-size * scale, size * scale]`` are clamped to the
+    edge bins.
     """
 
-    def __init__(self, size: int, eps: float = DEFAULT_EPS) -> None:
+    def __init__(self, size: int, eps: float = DEFAULT_EPS, scale: float = 1.0, target: str = "two_hot", sigma: float = 0.75) -> None:
         if size < 1:
             raise ValueError(f"Support size must be >= 1, got {size}")
+        if not scale > 0:
+            raise ValueError(f"Support scale must be > 0, got {scale}")
+        if target not in SUPPORT_TARGETS:
+            raise ValueError(f"Support target must be one of {SUPPORT_TARGETS}, got {target!r}")
+        if not sigma > 0:
+            raise ValueError(f"Support sigma must be > 0, got {sigma}")
         self.size = int(size)
         self.eps = float(eps)
+        self.scale = float(scale)
+        self.target = target
+        self.sigma = float(sigma)
 
     @property
     def num_bins(self) -> int:
@@ -60,22 +72,22 @@ class Support:
         return 2 * self.size + 1
 
     def bins(self, like: Tensor) -> Tensor:
-        """Bin centres ``[-size..size]`` as floats on ``like``'s device and dtype."""
-        return torch.arange(-self.size, self.size + 1, device=like.device, dtype=like.dtype)
+        """Bin centres ``scale * [-size..size]`` as floats on ``like``'s device and dtype."""
+        return torch.arange(-self.size, self.size + 1, device=like.device, dtype=like.dtype) * self.scale
 
     @property
     def max_scalar(self) -> float:
         """Largest scalar magnitude representable without clamping."""
-        return float(inverse_value_transform(torch.tensor(float(self.size), dtype=torch.float64), self.eps))
+        return float(inverse_value_transform(torch.tensor(self.size * self.scale, dtype=torch.float64), self.eps))
 
     def scalar_to_two_hot(self, x: Tensor) -> Tensor:
         """Scalars ``[...]`` -> two-hot targets ``[..., bins]`` (rows sum to 1).
 
-        The transformed scalar is split between its two neighbouring integer bins in
-        proportion to its distance to each, so the expected bin equals the transform.
+        The transformed scalar is split between its two neighbouring bins in proportion to
+        its distance to each, so the expected bin equals the transform.
         """
         x = x.float() if not torch.is_floating_point(x) else x
-        y = value_transform(x, self.eps).clamp(-self.size, self.size)
+        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
         low = torch.floor(y)
         frac = y - low
         low_idx = (low + self.size).long().clamp(0, self.num_bins - 1)
@@ -84,6 +96,28 @@ class Support:
         out.scatter_add_(-1, low_idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
         out.scatter_add_(-1, high_idx.unsqueeze(-1), frac.unsqueeze(-1))
         return out
+
+    def scalar_to_hl_gauss(self, x: Tensor) -> Tensor:
+        """Scalars ``[...]`` -> histogram targets ``[..., bins]`` (HL-Gauss, Imani & White 2018;
+        Farebrother et al. 2024): the mass a Gaussian centred on the transformed scalar, with
+        standard deviation ``sigma`` bin widths, puts on each bin's interval; the mass beyond
+        the edge bins' outer bounds goes to the edge bins, so rows sum to 1.
+
+        Neighbouring scalars get overlapping targets, which spreads what is learned about one
+        return to its neighbours instead of fitting each target's exact bin pair.
+        """
+        x = x.float() if not torch.is_floating_point(x) else x
+        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+        edges = torch.arange(-self.size - 0.5, self.size + 1.0, device=x.device, dtype=x.dtype)  # [bins + 1]
+        cdf = torch.special.ndtr((edges - y.unsqueeze(-1)) / self.sigma)
+        cdf[..., 0] = 0.0
+        cdf[..., -1] = 1.0
+        return cdf[..., 1:] - cdf[..., :-1]
+
+    def scalar_to_target(self, x: Tensor) -> Tensor:
+        """Scalars ``[...]`` -> training targets ``[..., bins]`` of this support's kind
+        (``two_hot`` or ``hl_gauss``)."""
+        return self.scalar_to_hl_gauss(x) if self.target == "hl_gauss" else self.scalar_to_two_hot(x)
 
     def probs_to_scalar(self, probs: Tensor) -> Tensor:
         """Distribution over bins ``[..., bins]`` -> scalar ``[...]`` (expected bin, inverted)."""

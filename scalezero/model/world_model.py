@@ -149,7 +149,7 @@ class WorldModel(nn.Module):
         # Routed experts each task may use (all, unless task clustering restricts them); a
         # buffer, so checkpoints carry it and search routes exactly as training does.
         self.register_buffer("expert_allowed", torch.ones(layout.num_tasks, max(cfg.moe_num_experts, 1), dtype=torch.bool))
-        self.support = Support(cfg.support_size)
+        self.support = Support(cfg.support_size, scale=cfg.support_scale, target=cfg.support_target, sigma=cfg.support_sigma)
         self.value_support = self.support
         self.reward_support = self.support
 

@@ -167,6 +167,11 @@ class Learner:
         self.reanalyse_s = 0.0
         """Wall seconds of the last batch's reanalyse search (0 without reanalyse)."""
 
+    def set_lr(self, lr: float) -> None:
+        """Set the optimiser's learning rate for the next updates (``train.lr_final_fraction``)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def sample(self, replays: dict[int, TaskReplay], task_ids: list[int]) -> Batch:
         """Draw each listed task's windows from its own replay: ``train.batch_size`` per task
         (balanced), or the task's own ``batch_size`` where its suite entry sets one. With
@@ -229,9 +234,9 @@ class Learner:
         step_mask = torch.as_tensor(is_step[:, : K + 1], device=dev, dtype=torch.float32)
         next_mask = step_mask * torch.as_tensor(is_obs[:, 1 : K + 2], device=dev, dtype=torch.float32)
         latent_loss = self.latent_error(out.next_latent, target_latents[:, 1 : K + 2])
-        reward_target = self.model.reward_support.scalar_to_two_hot(torch.as_tensor(rewards[:, : K + 1], device=dev))
+        reward_target = self.model.reward_support.scalar_to_target(torch.as_tensor(rewards[:, : K + 1], device=dev))
         reward_loss = soft_cross_entropy(out.reward_logits, reward_target)
-        value_two_hot = self.model.value_support.scalar_to_two_hot(torch.as_tensor(value_target, device=dev))
+        value_two_hot = self.model.value_support.scalar_to_target(torch.as_tensor(value_target, device=dev))
         value_loss = soft_cross_entropy(out.value_logits, value_two_hot)
         policy_loss, entropy = self._policy_loss(batch, out.policy_logits, task_ids)
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)

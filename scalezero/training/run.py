@@ -180,6 +180,7 @@ class TrainingRun:
     def learn(self) -> None:
         """Apply the owed updates here and now."""
         owed = self.owed_updates()
+        self.learner.set_lr(self.train_cfg.lr_at(self.loop.clock))
         for _ in range(owed):
             self.record_update(self.one_update())
         self.log_training(owed)
@@ -192,6 +193,7 @@ class TrainingRun:
         if self.acting is None:
             return None
         owed = self.owed_updates()
+        self.learner.set_lr(self.train_cfg.lr_at(self.loop.clock))
         local = self.local_ids()
         if not local:
             return BackgroundUpdates([self.learner.idle_update] * owed)
