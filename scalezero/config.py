@@ -345,6 +345,12 @@ class TrainConfig:
     path_consistency_weight: float = 0.0
     """Weight of EZ-M's path consistency loss: the model's own value at step t should equal its
     reward plus the discounted value at step t+1, compared in h-transformed units."""
+    imagined_weight: float = 0.0
+    """Weight of the reward, value and policy losses (each with its own weight) taken a second
+    time on the model's own predicted latents: every observation after a window's first is
+    replaced by its one-step prediction, as search feeds them to the heads, and the same targets
+    apply (MuZero trains its heads only on predicted states; teacher forcing never does). Costs
+    one more transformer pass per update; 0: off."""
     moe_balance_weight: float = 0.01
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
@@ -415,7 +421,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)
         _check(0 < self.target_tau <= 1, "train.target_tau", "a float in (0, 1]", self.target_tau)
-        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "temporal_consistency_weight", "path_consistency_weight", "moe_balance_weight", "moe_z_weight"):
+        for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "temporal_consistency_weight", "path_consistency_weight", "imagined_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
         _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)

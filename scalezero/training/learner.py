@@ -242,6 +242,9 @@ class Learner:
         value_mask_t = torch.as_tensor(value_mask, device=dev, dtype=torch.float32)
         w = self._importance_weights(batch)
         extra = self._consistency_losses(out, target_latents, next_mask, step_mask, is_obs, terminal, row_slot, num_tasks, w)
+        if train.imagined_weight > 0:
+            imagined = self._imagined_loss(batch, latents, out, actions, task_ids, reward_target, value_two_hot, value_mask_t, next_mask)
+            extra["imagined"] = _masked_mean_per_task(imagined, next_mask[:, :K], row_slot, num_tasks, w)
         per_task = {
             "latent": _masked_mean_per_task(latent_loss, next_mask, row_slot, num_tasks, w),
             "reward": _masked_mean_per_task(reward_loss, step_mask, row_slot, num_tasks, w),
@@ -263,6 +266,7 @@ class Learner:
             "entropy": -train.entropy_weight,
             "temporal_consistency": train.temporal_consistency_weight,
             "path_consistency": train.path_consistency_weight,
+            "imagined": train.imagined_weight,
         }
         task_totals = sum(weights[k] * v for k, v in per_task.items())  # [T]
         losses = {k: v.mean() for k, v in per_task.items()}
@@ -308,6 +312,33 @@ class Learner:
         probs = F.softmax(logits, dim=-1)
         entropy = -(probs * F.log_softmax(logits, dim=-1)).sum(-1)
         return soft_cross_entropy(logits, target), entropy
+
+    def _imagined_loss(
+        self,
+        batch: Batch,
+        latents: torch.Tensor,
+        out,
+        actions: torch.Tensor,
+        task_ids: torch.Tensor,
+        reward_target: torch.Tensor,
+        value_target: torch.Tensor,
+        value_mask: torch.Tensor,
+        next_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[N, K]`` weighted reward + value + policy losses at positions ``1..K`` of a pass
+        whose latents after the first are the teacher-forced pass's one-step predictions (the
+        latents search feeds the heads). Gradients reach the predictions too, so the dynamics
+        also learn to predict what matters for value, reward and policy (MuZero)."""
+        train, K = self.config.train, self.config.replay.unroll_steps
+        predicted = torch.cat([latents[:, :1], out.next_latent[:, :K]], dim=1)  # [N, K+1, D]
+        imagined = self.model.forward_sequence(predicted, actions[:, : K + 1], task_ids)
+        reward = soft_cross_entropy(imagined.reward_logits, reward_target)[:, 1:]
+        value = soft_cross_entropy(imagined.value_logits, value_target)[:, 1:] * value_mask[:, 1:]
+        policy, _ = self._policy_loss(batch, imagined.policy_logits, task_ids)
+        # A step whose observation was predicted (next_mask[:, :K]) but whose own step is the
+        # episode's final entry has no reward or policy target: mask those with is_step.
+        step = torch.as_tensor(self._stack(batch, "is_step")[:, 1 : K + 1], device=self.device, dtype=reward.dtype)
+        return train.reward_weight * reward * step + train.value_weight * value + train.policy_weight * policy[:, 1:] * step
 
     def _consistency_losses(
         self,
