@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -269,3 +270,43 @@ def test_op_ceiling_counts_cpu_attention_by_hand():
     ceiling = op_ceiling.replay(calls, repeats=1, min_seconds=0.0)
     forward = 4 * 2 * 3 * 5 * 5 * 8  # q k^T and p v
     assert ceiling.flops == forward * (1 + 2.5)
+
+
+def test_search_quality_copies_minatar_states_and_scores_by_hand(tmp_path):
+    """An env copy continues exactly like its original (same seed, same actions); returns are
+    discounted by hand; the within-state correlation skips states with nothing to rank; and
+    the whole measurement runs on a tiny trained run."""
+    import search_quality as sq
+
+    from scalezero.tasks.minatar import MinAtarEnv
+    from scalezero.training.loop import train
+
+    env = MinAtarEnv("breakout", seed=3)
+    env.reset()
+    for a in (1, 2, 0, 1):
+        env.step(a)
+    one, two = sq.copy_game(env, 11), sq.copy_game(env, 11)
+    for a in [0, 1, 2, 2, 1, 0, 0, 2] * 4:
+        first, second = one.step(a), two.step(a)
+        assert np.array_equal(first[0], second[0]) and first[1:] == second[1:]
+        if first[2]:
+            break
+    assert sq.discounted_returns([1.0, 0.0, 2.0], 0.5) == pytest.approx([1.5, 1.0, 2.0])
+    predicted = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [3.0, 2.0, 1.0]])
+    actual = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    assert sq.within_state_corr(predicted, actual) == pytest.approx(0.0)  # +1 and -1; the constant row left out
+
+    from scalezero.config import config_from_dict
+
+    suite = {
+        "tasks": ["minatar-breakout"],
+        "model": common.SMOKE_MODEL,
+        "search": {"algorithm": "gumbel", "num_simulations": 4},
+        "train": {"env_steps": 64, "num_envs": 4, "batch_size": 4, "learning_starts": 32, "eval_every": 64, "eval_episodes": 1, "torch_threads": 1},
+    }
+    run = train(config_from_dict(suite), tmp_path / "run", show_progress=False).run_dir
+    result = sq.measure(run, None, states=3, rollouts=2, horizon=4, episodes=2, seed=0)
+    values = result["action_values"]
+    assert values["states"] == 3 and result["prior"]["episodes"] == 2
+    assert values["mc_q_best_action"] >= max(values["mc_q_of_choice"].values()) - 1e-9
+    assert values["mc_q_best_action"] >= values["mc_q_mean_over_actions"]
