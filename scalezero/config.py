@@ -46,7 +46,8 @@ class ModelConfig:
     num_heads: int = 4
     """Attention heads; must divide ``embed_dim``."""
     dropout: float = 0.0
-    """Dropout inside the transformer (0 keeps training and search identical)."""
+    """Dropout inside the transformer, in the online network's training passes only: search,
+    evaluation and the target network run without it (UniZero uses 0.1)."""
     attention_window_steps: int = 0
     """How many (latent, action) steps a token may attend back over; 0: the training window,
     ``replay.unroll_steps + 1`` (the most allowed). Training, target computation and search all

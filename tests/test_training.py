@@ -200,3 +200,30 @@ def test_imagined_pass_feeds_the_heads_their_own_predictions():
     model.forward_sequence = forward
     learner.compute_losses(batch).total.backward()
     assert model.heads.next_latent.head.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_dropout_never_reaches_search_or_targets():
+    """With ``model.dropout`` the online network trains with dropout, but a search of the same
+    context gives the same result every time (and leaves the model's mode as it was), and the
+    target network's values are deterministic."""
+    data = {**SMALL, "model": {**SMALL["model"], "dropout": 0.5}}
+    config = config_from_dict(data)
+    tasks, layout = resolve_tasks(config)
+    torch.manual_seed(0)
+    model = build_model(config, layout, torch.device("cpu"))
+    for p in model.heads.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    model.train()
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(8):
+        collector.step(model, [0, 1, 2])
+    histories = {t: collector.histories[t] for t in (0, 1, 2)}
+    runs = [search_actions(model, layout, histories, config.search, 0.99, np.random.default_rng(1), explore=False, device=torch.device("cpu")) for _ in range(2)]
+    for t in (0, 1, 2):
+        np.testing.assert_array_equal(runs[0].outputs[t].search.policy_target, runs[1].outputs[t].search.policy_target)
+    assert model.training
+    learner = Learner(model, layout, config, torch.device("cpu"))
+    batch = learner.sample(collector.replays, [0, 1, 2])
+    first, second = learner.compute_losses(batch), learner.compute_losses(batch)
+    np.testing.assert_array_equal(first.value_target, second.value_target)  # target network: no dropout
+    assert not torch.equal(first.total, second.total)  # the online pass does drop

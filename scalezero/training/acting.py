@@ -13,7 +13,9 @@ every node (Sampled MuZero); the played action is one of the root's draws.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +156,19 @@ def search_actions(
     return search_contexts(model, layout, histories, root_legal, config, discount, rng, explore, device)
 
 
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block (its own mode restored after): search and
+    evaluation run without dropout (``model.dropout``), so a search is a function of its
+    inputs and the model's weights alone."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.inference_mode()
 def search_contexts(
     model: WorldModel,
@@ -173,6 +188,21 @@ def search_contexts(
     (:func:`search_actions`) and reanalyse call this with the same contexts and get the same
     search.
     """
+    with eval_mode(model):
+        return _search_contexts(model, layout, histories, root_legal, config, discount, rng, explore, device)
+
+
+def _search_contexts(
+    model: WorldModel,
+    layout: SuiteLayout,
+    histories: dict[int, ContextHistory],
+    root_legal: np.ndarray | None,
+    config: SearchConfig,
+    discount: float,
+    rng: np.random.Generator,
+    explore: bool,
+    device: torch.device,
+) -> ActResult:
     task_order = list(histories)
     latents, actions, valid, task_ids = [], [], [], []
     for tid in task_order:

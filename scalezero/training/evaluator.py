@@ -78,8 +78,6 @@ def evaluate(
     lengths = {t: np.zeros(episodes) for t in task_ids}
     successes = {t: np.full(episodes, np.nan) for t in task_ids}
     rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
     while True:
         # Only copies whose episode is still uncounted are searched and stepped.
         pending = {t: rows for t in task_ids if (rows := np.isnan(returns[t])).any()}
@@ -101,7 +99,6 @@ def evaluate(
             if on_episode is not None and finished.any():
                 on_episode(sum(int((~np.isnan(r)).sum()) for r in returns.values()), episodes * len(task_ids))
             histories[t].advance(actions, layout.pad_obs(t, step.obs), step.done)
-    model.train(was_training)
     for b in envs.values():
         b.close()
     results = {}

@@ -151,7 +151,7 @@ class Learner:
         self.layout = layout
         self.config = config
         self.device = device
-        self.target = copy.deepcopy(model).requires_grad_(False)
+        self.target = copy.deepcopy(model).requires_grad_(False).eval()  # no dropout in targets
         self.optimizer = make_optimizer(model, config.train.lr, config.train.weight_decay)
         self.batch_sizes = [entry.batch_size or config.train.batch_size for entry in config.tasks]
         self.task_weights = np.ones(layout.num_tasks)
