@@ -397,6 +397,12 @@ class TrainConfig:
     """Evaluate in a second process while training goes on (``scalezero.training.background_eval``):
     the figures are those of the weights at each evaluation point, taken at the next point;
     the last evaluation is the loop's own. Built-in and installed tasks only; one process."""
+    novelty_bonus: float = 0.0
+    """Count-based exploration: collection stores ``reward + novelty_bonus / sqrt(n)`` for a
+    step that arrives in an observation seen ``n`` times in the run (counted per task, by a
+    hash of the observation; ``scalezero.training.novelty``). For games whose reward lies at
+    the end of a long sequence (text games); evaluation and the logs report the env's own
+    returns. 0: off."""
     overlap: bool = False
     """Collect and learn at the same time: a worker thread applies the updates owed for the
     data so far while the collector steps with a copy of the model refreshed after every step
@@ -418,6 +424,7 @@ class TrainConfig:
         _check(self.context_steps >= 0, "train.context_steps", "an integer >= 0", self.context_steps)
         _check(0 < self.discount <= 1, "train.discount", "a float in (0, 1]", self.discount)
         _check(self.lr > 0, "train.lr", "a float > 0", self.lr)
+        _check(self.novelty_bonus >= 0, "train.novelty_bonus", "a float >= 0 (0: off)", self.novelty_bonus)
         _check(0 < self.lr_final_fraction <= 1, "train.lr_final_fraction", "a float in (0, 1] (1: constant rate)", self.lr_final_fraction)
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)

@@ -15,6 +15,7 @@ from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
 from scalezero.tasks.vector import EnvReplayMismatch
 from scalezero.training.acting import ContextHistory, search_actions, uniform_legal_actions
+from scalezero.training.novelty import NoveltyCounter
 
 
 class Collector:
@@ -59,6 +60,8 @@ class Collector:
         self.rng = np.random.default_rng(train.seed + 17)
         # Temporally extended epsilon-greedy: per copy, the random action held and its steps left.
         self.held = {i: RandomRun(np.zeros(train.num_envs, np.int64), np.zeros(train.num_envs, np.int64)) for i in self.envs}
+        # Count-based exploration: per task, how often each observation was arrived in.
+        self.novelty = {i: NoveltyCounter(train.novelty_bonus) for i in self.envs} if train.novelty_bonus > 0 else {}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything of the acting side a checkpoint needs besides replay: per task its env
@@ -70,6 +73,8 @@ class Collector:
             h = self.histories[t]
             arrays.update({f"history{t}.obs": h.obs, f"history{t}.actions": h.actions, f"history{t}.valid": h.valid})
             arrays.update({f"explore{t}.action": self.held[t].action, f"explore{t}.left": self.held[t].left})
+            if t in self.novelty:
+                arrays.update({f"novelty{t}.{k}": v for k, v in self.novelty[t].state_arrays().items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> list[int]:
@@ -80,6 +85,8 @@ class Collector:
         for t in self.envs:
             if f"explore{t}.left" in arrays:  # absent in checkpoints from before epsilon_zeta
                 self.held[t] = RandomRun(arrays[f"explore{t}.action"].copy(), arrays[f"explore{t}.left"].copy())
+            if t in self.novelty and f"novelty{t}.keys" in arrays:
+                self.novelty[t].load_state_arrays({k: arrays[f"novelty{t}.{k}"] for k in ("keys", "counts")})
         for t, batch in self.envs.items():
             state = {k[len(f"env{t}.") :]: v for k, v in arrays.items() if k.startswith(f"env{t}.")}
             try:
@@ -111,7 +118,7 @@ class Collector:
         search = replace(search, collect_temperature=search.temperature_at(progress))
         result = search_actions(model, self.layout, histories, search, self.config.train.discount, self.rng, explore=True, device=self.device, legal=legal)
         epsilon, zeta = search.epsilon_at(progress), search.epsilon_zeta
-        stats: dict[str, list] = {"episodes": [], "search": []}
+        stats: dict[str, list] = {"episodes": [], "search": [], "novelty": []}
         for tid in task_ids:
             out = result.outputs[tid]
             held = self.held[tid]
@@ -123,7 +130,12 @@ class Collector:
             step = batch.step(out.env_actions)
             replay = self.replays[tid]
             search = out.search
-            replay.add_steps(obs_before, out.actions, step.reward, search.policy_target, search.root_value, out.legal, out.candidates)
+            reward = step.reward
+            if tid in self.novelty:  # the observation each copy arrived in (an ended episode's last)
+                arrived = np.where(step.done.reshape((-1,) + (1,) * (step.obs.ndim - 1)), step.final_obs, step.obs)
+                reward = reward + self.novelty[tid].bonus(arrived)
+                stats["novelty"].append((tid, len(self.novelty[tid])))
+            replay.add_steps(obs_before, out.actions, reward, search.policy_target, search.root_value, out.legal, out.candidates)
             done = np.nonzero(step.done)[0]
             held.left[done] = 0  # a random run ends with its episode
             replay.add_finals(done, step.final_obs[done], step.terminated[done])

@@ -264,7 +264,9 @@ class TrainingRun:
             for tid, root_value, entropy in self.stats["search"]:
                 scalars = {f"task{tid}/search/root_value": root_value, f"task{tid}/search/policy_entropy": entropy}
                 self.logger.scalars(scalars, self.steps_of(tid))
-            kept = {k: v for k, v in metrics.items() if _kept_in_metrics_json(k)}
+            novelty = {f"task{tid}/collect/distinct_observations": float(n) for tid, n in self.stats.get("novelty", [])}
+            self.logger.scalars(novelty, clock)
+            kept = {k: v for k, v in {**metrics, **novelty}.items() if _kept_in_metrics_json(k)}
             self.logger.train_point({"env_steps": clock, "updates": self.learner.updates, **kept})
 
     # ---- DPS ------------------------------------------------------------------------------
@@ -473,7 +475,7 @@ def _roll_back(run_dir: Path, learner: Learner, dps: DPSController | None, confi
 
 def _kept_in_metrics_json(key: str) -> bool:
     """Training scalars that reports read back from ``metrics.json`` (all go to TensorBoard)."""
-    per_task = key.startswith("task") and ("/loss/" in key or key.endswith(("/loss_weight", "/cluster")) or "/moe/" in key)
+    per_task = key.startswith("task") and ("/loss/" in key or key.endswith(("/loss_weight", "/cluster", "/distinct_observations")) or "/moe/" in key)
     return per_task or key.startswith(("loss/", "dps/", "time/")) or key == "grad_norm"
 
 
