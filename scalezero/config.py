@@ -352,6 +352,15 @@ class TrainConfig:
     replaced by its one-step prediction, as search feeds them to the heads, and the same targets
     apply (MuZero trains its heads only on predicted states; teacher forcing never does). Costs
     one more transformer pass per update; 0: off."""
+    reset_every: int = 0
+    """Every this many learner updates, restore the network's plasticity (shrink and perturb,
+    as in SR-SPR and BBF): the value, reward and policy heads start again from a fresh
+    initialisation, every other weight becomes ``reset_keep`` of itself plus ``1 - reset_keep``
+    of a fresh one, and the optimiser's moments are cleared. The target network is left as it
+    is, so bootstrap targets stay steady while the online network relearns from the whole
+    replay. Aimed at a learner that fits its replay far better than fresh data. 0: off."""
+    reset_keep: float = 0.5
+    """Share of each non-head weight kept at a reset (``reset_every``); 0: a full re-initialisation."""
     moe_balance_weight: float = 0.01
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
@@ -432,6 +441,8 @@ class TrainConfig:
         for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "temporal_consistency_weight", "path_consistency_weight", "imagined_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
+        _check(self.reset_every >= 0, "train.reset_every", "an integer >= 0 (0: off)", self.reset_every)
+        _check(0 <= self.reset_keep < 1, "train.reset_keep", "a float in [0, 1)", self.reset_keep)
         _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)
         _check(self.difficulty_temperature > 0, "train.difficulty_temperature", "a float > 0", self.difficulty_temperature)
         _check(self.conflict_every >= 0, "train.conflict_every", "an integer >= 0 (0: off)", self.conflict_every)
@@ -571,6 +582,12 @@ class Config:
             "train.temporal_consistency_weight",
             "0 unless model.consistency_head is true (the loss needs its projector)",
             self.train.temporal_consistency_weight,
+        )
+        _check(
+            self.train.reset_every == 0 or self.model.lora_stages == 1,
+            "train.reset_every",
+            "0 when model.lora_stages > 1 (a reset would re-initialise frozen base weights under the adapters)",
+            self.train.reset_every,
         )
         return self
 

@@ -227,3 +227,62 @@ def test_dropout_never_reaches_search_or_targets():
     first, second = learner.compute_losses(batch), learner.compute_losses(batch)
     np.testing.assert_array_equal(first.value_target, second.value_target)  # target network: no dropout
     assert not torch.equal(first.total, second.total)  # the online pass does drop
+
+
+def test_reset_shrinks_and_perturbs_the_online_network_only():
+    """``train.reset_every``: after that many updates the heads equal a fresh model's (built
+    from the seed and the reset count), every other weight is ``keep`` old + ``1 - keep``
+    fresh, the optimiser's moments are gone and the target network is untouched."""
+    import copy
+
+    from scalezero.model import WorldModel
+
+    data = {**SMALL, "train": {**SMALL["train"], "reset_every": 2, "reset_keep": 0.25, "seed": 3}}
+    config = config_from_dict(data)
+    tasks, layout = resolve_tasks(config)
+    torch.manual_seed(0)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(4):
+        collector.step(model, [0, 1, 2])
+    learner = Learner(model, layout, config, torch.device("cpu"))
+    learner.update(learner.sample(collector.replays, [0, 1, 2]))
+    assert learner.optimizer.state  # moments exist after the first (non-reset) update
+    # The second update's step, replayed by hand on copies, then the reset by hand.
+    batch = learner.sample(collector.replays, [0, 1, 2])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    target_before = {n: p.detach().clone() for n, p in learner.target.named_parameters()}
+    shadow = Learner(build_model(config, layout, torch.device("cpu")), layout, config, torch.device("cpu"))
+    shadow.model.load_state_dict(model.state_dict())
+    shadow.target.load_state_dict(learner.target.state_dict())
+    shadow.optimizer.load_state_dict(copy.deepcopy(learner.optimizer.state_dict()))  # not sharing step counters
+    shadow.updates = learner.updates
+    shadow.config = config_from_dict({**data, "train": {**data["train"], "reset_every": 0}})
+    shadow.update(batch)
+    learner.update(batch)
+    assert learner.updates == 2 and not learner.optimizer.state
+    with torch.random.fork_rng():
+        torch.manual_seed(3 * 10_007 + 1)
+        fresh = dict(WorldModel(config.resolved_model(), layout).named_parameters())
+    stepped = dict(shadow.model.named_parameters())
+    heads = moved = 0
+    for name, param in model.named_parameters():
+        if name.startswith(("heads.value.", "heads.reward.", "heads.policy.")):
+            heads += 1
+            torch.testing.assert_close(param, fresh[name])
+        else:
+            torch.testing.assert_close(param, 0.25 * stepped[name] + 0.75 * fresh[name])
+        moved += not torch.equal(param, before[name])
+    assert heads >= 6 and moved > len(before) // 2
+    for name, param in learner.target.named_parameters():  # the EMA moved as usual, no reset
+        torch.testing.assert_close(param, dict(shadow.target.named_parameters())[name])
+        torch.testing.assert_close(param, 0.95 * target_before[name] + 0.05 * stepped[name])
+
+
+def test_reset_is_refused_under_lora_stages():
+    from scalezero.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.reset_every"):
+        config_from_dict({**SMALL, "model": {**SMALL["model"], "lora_stages": 2}, "train": {**SMALL["train"], "reset_every": 10}})
+    with pytest.raises(ConfigError, match="train.reset_keep"):
+        config_from_dict({**SMALL, "train": {**SMALL["train"], "reset_keep": 1.0}})

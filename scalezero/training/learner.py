@@ -36,6 +36,8 @@ from scalezero.training.reanalyse import reanalyse
 
 #: Added to every value error to make a priority (EfficientZero's prioritized_eps).
 PRIORITY_FLOOR = 1e-6
+#: Parameters a reset (``train.reset_every``) re-initialises fully: the prediction heads.
+RESET_HEADS = ("heads.value.", "heads.reward.", "heads.policy.")
 
 
 @dataclass
@@ -451,7 +453,29 @@ class Learner:
             return None
         self.optimizer.step()
         self._update_target(train.target_tau)
+        if train.reset_every and self.updates % train.reset_every == 0:
+            self.reset()
         return grad_norm
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Shrink and perturb the online network (``train.reset_every``): the value, reward and
+        policy heads take fresh weights, every other weight moves to ``reset_keep`` of itself
+        plus the rest of a fresh one; the optimiser's moments start again. The fresh weights
+        depend only on the seed and the number of resets so far (exact resume, the same on every
+        rank); the target network is not touched."""
+        train = self.config.train
+        count = self.updates // train.reset_every
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train.seed * 10_007 + count)
+            fresh = dict(WorldModel(self.config.resolved_model(), self.layout).named_parameters())
+        for name, param in self.model.named_parameters():
+            new = fresh[name].to(device=param.device, dtype=param.dtype)
+            if name.startswith(RESET_HEADS):
+                param.copy_(new)
+            else:
+                param.lerp_(new, 1.0 - train.reset_keep)
+        self.optimizer.state.clear()
 
     def idle_update(self) -> dict[str, float]:
         """A distributed rank with no task to train joins the update with zero gradients."""
