@@ -5,6 +5,7 @@ the four games made by TextWorld (``textworld4``) or Jericho's 9:05 (``jericho90
     SCALEZERO_JERICHO_DIR=../shared/data/jericho \
         python benchmarks/text_games.py --suite jericho905 --steps 3000        # about an hour
     python benchmarks/text_games.py --smoke --out /tmp/tg_smoke              # tiny settings, minutes
+    python benchmarks/text_games.py --novelty 0.3 ...                          # with a novelty bonus
 
 Each seed trains the shipped suite for ``--steps`` env steps per game (one torch thread),
 evaluated greedily every quarter of the budget. Random legal play: uniformly random legal
@@ -12,7 +13,9 @@ commands (``random_policy_returns``, episodes run to the game's step cap like an
 episode; 200 per TextWorld game, 8 for 9:05, whose new states cost Jericho's filter 0.5-1 s
 each). Targets: the maximum score on the two easiest TextWorld games and on 9:05, more than
 random on all. Writes ``benchmarks/results/text_games.json`` (``jericho905.json``) and
-``.png``; runs are archived like the other training benchmarks.
+``.png``; runs are archived like the other training benchmarks. ``--novelty B`` trains with
+``train.novelty_bonus: B`` (count-based exploration; evaluations report the games' own scores)
+and names its outputs ``<result>_novelty<B>``.
 """
 
 from __future__ import annotations
@@ -92,14 +95,20 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = minatar_parser(__doc__, steps=10_000, out="runs/text_bench")
     parser.add_argument("--suite", choices=sorted(SUITES), default="textworld4")
+    parser.add_argument("--novelty", type=float, default=0.0, help="train.novelty_bonus of the runs (0: the shipped suite); outputs named <result>_novelty<value>")
     args = parser.parse_args()
     name, episodes = SUITES[args.suite]
     steps = 80 if args.smoke else args.steps
     settings = suite(args.suite, steps, args.smoke)
-    jobs = [(args.suite, settings, seed) for seed in args.seeds]
+    run_name = args.suite
+    if args.novelty > 0:
+        settings = merge(settings, {"train": {"novelty_bonus": args.novelty}})
+        name, run_name = f"{name}_novelty{args.novelty:g}", f"{args.suite}-novelty{args.novelty:g}"
+    jobs = [(run_name, settings, seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, args.suite, archive=None if args.smoke else ARCHIVE)
     random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)
-    result = summarise(runs[args.suite], random)
+    result = summarise(runs[run_name], random)
+    result["novelty_bonus"] = args.novelty
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))
     print("wrote", path)
