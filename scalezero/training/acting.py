@@ -189,65 +189,51 @@ def search_contexts(
     search.
     """
     with eval_mode(model):
-        return _search_contexts(model, layout, histories, root_legal, config, discount, rng, explore, device)
-
-
-def _search_contexts(
-    model: WorldModel,
-    layout: SuiteLayout,
-    histories: dict[int, ContextHistory],
-    root_legal: np.ndarray | None,
-    config: SearchConfig,
-    discount: float,
-    rng: np.random.Generator,
-    explore: bool,
-    device: torch.device,
-) -> ActResult:
-    task_order = list(histories)
-    latents, actions, valid, task_ids = [], [], [], []
-    for tid in task_order:
-        h = histories[tid]
-        n, steps = h.actions.shape[:2]
-        obs = torch.as_tensor(h.obs.reshape((n * steps,) + h.obs.shape[2:]), device=device)
-        latents.append(model.encode(obs, layout.kind(tid)).view(n, steps, -1))
-        actions.append(torch.as_tensor(h.actions, device=device))
-        valid.append(torch.as_tensor(h.valid, device=device))
-        task_ids.append(torch.full((n,), tid, dtype=torch.long, device=device))
-    latent = torch.cat(latents)
-    action = torch.cat(actions)
-    step_valid = torch.cat(valid)
-    task_id = torch.cat(task_ids)
-    root = model.initial_inference(latent, action[:, :-1], task_id, step_valid)
-    sizes = [histories[t].actions.shape[0] for t in task_order]
-    batch = int(sum(sizes))
-    if model.continuous:
-        generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
-        sampler = ActionSampler(model, config.num_samples, config.sample_mode_action, generator)
-        candidates = sampler(root.policy_logits, task_id, std_scale=config.root_sample_std_scale if explore else 1.0)
-        recurrent = TreeSearchModel(model, root, task_id, config.num_simulations + 1, root_actions=candidates, sampler=sampler)
-        search_root = Root(
-            prior_logits=np.zeros((batch, config.num_samples), dtype=np.float32),
-            value=root.value.float().cpu().numpy(),
-            legal=np.ones((batch, config.num_samples), dtype=bool),
-        )
-    else:
-        recurrent = TreeSearchModel(model, root, task_id, num_nodes=config.num_simulations + 1)
-        search_root = Root(
-            prior_logits=root.policy_logits.float().cpu().numpy(),
-            value=root.value.float().cpu().numpy(),
-            legal=root_legal,
-            tree_legal=layout.action_masks[task_id.cpu().numpy()],
-        )
-    out = run_search(search_root, recurrent, config, discount, rng, explore)
-    results = {}
-    bounds = np.cumsum([0] + sizes)
-    cand_np = candidates.float().cpu().numpy() if model.continuous else None
-    for tid, part, lo, hi in zip(task_order, _split(out, sizes), bounds[:-1], bounds[1:]):
-        if cand_np is None:
-            results[tid] = TaskActions(search=part, actions=part.action, env_actions=part.action, legal=root_legal[lo:hi])
+        task_order = list(histories)
+        latents, actions, valid, task_ids = [], [], [], []
+        for tid in task_order:
+            h = histories[tid]
+            n, steps = h.actions.shape[:2]
+            obs = torch.as_tensor(h.obs.reshape((n * steps,) + h.obs.shape[2:]), device=device)
+            latents.append(model.encode(obs, layout.kind(tid)).view(n, steps, -1))
+            actions.append(torch.as_tensor(h.actions, device=device))
+            valid.append(torch.as_tensor(h.valid, device=device))
+            task_ids.append(torch.full((n,), tid, dtype=torch.long, device=device))
+        latent = torch.cat(latents)
+        action = torch.cat(actions)
+        step_valid = torch.cat(valid)
+        task_id = torch.cat(task_ids)
+        root = model.initial_inference(latent, action[:, :-1], task_id, step_valid)
+        sizes = [histories[t].actions.shape[0] for t in task_order]
+        batch = int(sum(sizes))
+        if model.continuous:
+            generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+            sampler = ActionSampler(model, config.num_samples, config.sample_mode_action, generator)
+            candidates = sampler(root.policy_logits, task_id, std_scale=config.root_sample_std_scale if explore else 1.0)
+            recurrent = TreeSearchModel(model, root, task_id, config.num_simulations + 1, root_actions=candidates, sampler=sampler)
+            search_root = Root(
+                prior_logits=np.zeros((batch, config.num_samples), dtype=np.float32),
+                value=root.value.float().cpu().numpy(),
+                legal=np.ones((batch, config.num_samples), dtype=bool),
+            )
         else:
-            cands = cand_np[lo:hi]
-            chosen = cands[np.arange(hi - lo), part.action]
-            dims = layout.specs[tid].action_dim
-            results[tid] = TaskActions(search=part, actions=chosen, env_actions=chosen[:, :dims].copy(), candidates=cands)
-    return ActResult(outputs=results)
+            recurrent = TreeSearchModel(model, root, task_id, num_nodes=config.num_simulations + 1)
+            search_root = Root(
+                prior_logits=root.policy_logits.float().cpu().numpy(),
+                value=root.value.float().cpu().numpy(),
+                legal=root_legal,
+                tree_legal=layout.action_masks[task_id.cpu().numpy()],
+            )
+        out = run_search(search_root, recurrent, config, discount, rng, explore)
+        results = {}
+        bounds = np.cumsum([0] + sizes)
+        cand_np = candidates.float().cpu().numpy() if model.continuous else None
+        for tid, part, lo, hi in zip(task_order, _split(out, sizes), bounds[:-1], bounds[1:]):
+            if cand_np is None:
+                results[tid] = TaskActions(search=part, actions=part.action, env_actions=part.action, legal=root_legal[lo:hi])
+            else:
+                cands = cand_np[lo:hi]
+                chosen = cands[np.arange(hi - lo), part.action]
+                dims = layout.specs[tid].action_dim
+                results[tid] = TaskActions(search=part, actions=chosen, env_actions=chosen[:, :dims].copy(), candidates=cands)
+        return ActResult(outputs=results)
