@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scalezero.cli import parse_overrides
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ARCHIVE,
@@ -82,10 +84,12 @@ SMOKE = {
 }
 
 
-def variants(steps: int | None, smoke: bool = False) -> dict[str, dict]:
-    """``single-<game>`` -> a suite of that game alone (no conflict diagnostic: one task)."""
+def variants(steps: int | None, smoke: bool = False, probe: dict | None = None) -> dict[str, dict]:
+    """``single-<game>`` -> a suite of that game alone (no conflict diagnostic: one task);
+    ``probe`` ({section: {key: value}}) changes the protocol for a probe (its runs get their own
+    digest, so they are archived beside the protocol's and never mistaken for them)."""
     protocol = {"train": {"conflict_every": 0, "replay_ratio": REPLAY_RATIO, "lr": LEARNING_RATE}, "search": EXPLORATION, "replay": PRIORITY}
-    base = merge(minatar_suite(moe=False, steps=steps), protocol)
+    base = merge(merge(minatar_suite(moe=False, steps=steps), protocol), probe or {})
     if smoke:
         base = merge(base, SMOKE)
     return {f"single-{t['name'].removeprefix('minatar-')}": {**base, "tasks": [t]} for t in base["tasks"]}
@@ -142,8 +146,10 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = minatar_parser(__doc__)
     parser.add_argument("--games", nargs="+", choices=GAMES, help="train only these games (default: all five)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="a probe: change the protocol (e.g. train.reset_every=5000); its summary goes to minatar_single_<overrides>.json")
     args = parser.parse_args()
-    table = variants(None if args.smoke else args.steps, smoke=args.smoke)
+    probe = parse_overrides(args.set)
+    table = variants(None if args.smoke else args.steps, smoke=args.smoke, probe=probe)
     archive = None if args.smoke else ARCHIVE
     out = Path(args.out)
     wanted = {f"single-{g}" for g in args.games or GAMES}
@@ -155,7 +161,9 @@ def main() -> None:
     jobs = [(name, table[name], seed) for name in chosen for seed in args.seeds]
     runs = run_all(jobs, out, args.parallel, "minatar single-task", archive=archive)
     result = summarise(runs, missing=["minatar-" + name.removeprefix("single-") for name in table if name not in chosen])
-    path = save_outputs("minatar_single", result, plot, smoke_dir=Path(args.out) if args.smoke else None)
+    name = "_".join(["minatar_single", *(f"{key}{value}" for values in probe.values() for key, value in values.items())])
+    result["probe"] = probe
+    path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))
     if result["missing"]:
         print("no runs yet of", ", ".join(result["missing"]))

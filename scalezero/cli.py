@@ -71,7 +71,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if overrides:
         config = with_overrides(config, "train", **overrides)
-    for section, values in _parse_sets(args.set or []).items():
+    for section, values in parse_overrides(args.set or []).items():
         config = with_overrides(config, section, **values)
     if args.resume:
         if args.overwrite:
@@ -91,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_sets(items: list[str]) -> dict[str, dict]:
+def parse_overrides(items: list[str]) -> dict[str, dict]:
     """``section.key=value`` strings -> {section: {key: value}}; values are read as YAML
     (``0.5``, ``true``, ``[a, b]``), so they reach the config with their types; ``2e-4``, a
     string to YAML 1.1, is read as the number it looks like."""
