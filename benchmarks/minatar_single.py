@@ -4,6 +4,7 @@ evaluation episodes; how sharp the search targets are and how much each game lea
     python benchmarks/minatar_single.py --seeds 2 3 --parallel 2      # hours on 2 CPU cores
     python benchmarks/minatar_single.py --games space_invaders          # train these games now
     python benchmarks/minatar_single.py --smoke --out /tmp/ms_smoke   # tiny settings, minutes
+    python benchmarks/minatar_single.py --seeds 2 3 --set train.reset_every=5000   # a probe
 
 Each game trains alone for ``--steps`` env steps (the minatar suite's settings with one task, at
 ``REPLAY_RATIO`` updates per env step and learning rate ``LEARNING_RATE``, collecting with

@@ -226,6 +226,23 @@ def test_minatar_single_scores_policy_loss_against_log_actions():
     assert result["targets"]["returns_at_least_target"] == {"minatar-breakout": True, "minatar-freeway": True}
 
 
+def test_minatar_single_probe_changes_only_what_it_names_and_its_run_names():
+    import minatar_single
+
+    from scalezero.cli import parse_overrides
+
+    protocol = minatar_single.variants(20_000)
+    probe = minatar_single.variants(20_000, probe=parse_overrides(["train.reset_every=5000", "train.reset_keep=0.5"]))
+    for name, suite in protocol.items():
+        changed = probe[name]
+        assert changed["train"] == {**suite["train"], "reset_every": 5000, "reset_keep": 0.5}
+        assert {k: v for k, v in changed.items() if k != "train"} == {k: v for k, v in suite.items() if k != "train"}
+        # Probe runs are archived beside the protocol's, never under the same name.
+        assert common.run_path(Path("r"), name, changed, 2) != common.run_path(Path("r"), name, suite, 2)
+    # No probe: the protocol's archived runs are still found by their names.
+    assert minatar_single.variants(20_000, probe={}) == protocol
+
+
 def test_late_losses_average_the_end_of_training():
     rows = [{"loss/policy": float(i), "loss/value": 10.0 * i} for i in range(20)] + [{"grad_norm": 1.0}]
     metrics = {"train": rows}
