@@ -232,10 +232,10 @@ def test_minatar_single_probe_changes_only_what_it_names_and_its_run_names():
     from scalezero.cli import parse_overrides
 
     protocol = minatar_single.variants(20_000)
-    probe = minatar_single.variants(20_000, probe=parse_overrides(["train.reset_every=5000", "train.reset_keep=0.5"]))
+    probe = minatar_single.variants(20_000, probe=parse_overrides(["train.replay_ratio=2.0", "train.reset_every=10000"]))
     for name, suite in protocol.items():
         changed = probe[name]
-        assert changed["train"] == {**suite["train"], "reset_every": 5000, "reset_keep": 0.5}
+        assert changed["train"] == {**suite["train"], "replay_ratio": 2.0, "reset_every": 10000}
         assert {k: v for k, v in changed.items() if k != "train"} == {k: v for k, v in suite.items() if k != "train"}
         # Probe runs are archived beside the protocol's, never under the same name.
         assert common.run_path(Path("r"), name, changed, 2) != common.run_path(Path("r"), name, suite, 2)
