@@ -263,9 +263,9 @@ def minatar_parser(doc: str, steps: int = 20_000, out: str = "runs/minatar_bench
     return parser
 
 
-def plot_game_curves(games: dict[str, dict], path: Path, ylabel: str, lines: dict[str, str], prefix: str = "") -> None:
-    """One panel per game: each seed's ``curve`` of ``(env steps, return)`` (labelled by the
-    game's ``seeds`` where given, else 0, 1, ...), and horizontal
+def plot_game_curves(games: dict[str, dict], path: Path, ylabel: str, lines: dict[str, str], prefix: str = "", seeds: list[int] | None = None) -> None:
+    """One panel per game: each seed's ``curve`` of ``(env steps, return)`` (labelled by
+    ``seeds``, in the curves' order; without them 0, 1, ...), and horizontal
     reference lines ``lines`` (label -> key of the game's entry: the first dotted grey, the
     second dashed black). Titles drop ``prefix``."""
     import matplotlib
@@ -276,7 +276,7 @@ def plot_game_curves(games: dict[str, dict], path: Path, ylabel: str, lines: dic
     styles = [{"color": "grey", "ls": ":", "lw": 1}, {"color": "black", "ls": "--", "lw": 0.8}]
     fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2))
     for ax, (game, g) in zip(np.atleast_1d(axes), games.items()):
-        for seed, curve in zip(g.get("seeds", range(len(g["curve"]))), g["curve"]):
+        for seed, curve in zip(seeds or range(len(g["curve"])), g["curve"]):
             ax.plot([s for s, _ in curve], [r for _, r in curve], marker=".", label=f"seed {seed}")
         for (label, key), style in zip(lines.items(), styles):
             ax.axhline(g[key], label=label, **style)

@@ -147,7 +147,7 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    plot_game_curves(result["games"], path, "greedy return (32 full episodes)", {"before": "before", "target": "return_target"}, prefix="minatar-")
+    plot_game_curves(result["games"], path, "greedy return (32 full episodes)", {"before": "before", "target": "return_target"}, prefix="minatar-", seeds=result.get("seeds"))
 
 
 def main() -> None:
@@ -168,8 +168,7 @@ def main() -> None:
     jobs = [(name, table[name], seed) for name in chosen for seed in args.seeds]
     runs = run_all(jobs, out, args.parallel, "minatar single-task", archive=archive)
     result = summarise(runs, missing=["minatar-" + name.removeprefix("single-") for name in table if name not in chosen])
-    for game in result["games"].values():
-        game["seeds"] = list(args.seeds)
+    result["seeds"] = list(args.seeds)
     name = "_".join(["minatar_single", *(f"{key}{value}" for values in probe.values() for key, value in values.items())])
     result["probe"] = probe
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)

@@ -89,7 +89,7 @@ def markdown_table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    plot_game_curves(result["games"], path, "greedy return", {"random legal": "random_return", "max score": "max_score"})
+    plot_game_curves(result["games"], path, "greedy return", {"random legal": "random_return", "max score": "max_score"}, seeds=result.get("seeds"))
 
 
 def main() -> None:
@@ -109,6 +109,7 @@ def main() -> None:
     random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)
     result = summarise(runs[run_name], random)
     result["novelty_bonus"] = args.novelty
+    result["seeds"] = list(args.seeds)
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))
     print("wrote", path)
