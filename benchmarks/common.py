@@ -97,6 +97,12 @@ def merge(a: dict, b: dict) -> dict:
     return {k: (merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
 
 
+def probe_name(base: str, probe: dict) -> str:
+    """The name of a probe's outputs: ``base`` and each override ``{section: {key: value}}``
+    appended as ``_<key><value>`` (``minatar_single_reset_every5000``)."""
+    return "_".join([base, *(f"{key}{value}" for values in probe.values() for key, value in values.items())])
+
+
 def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
     """``out/<name>-<digest>-s<seed>``: the digest is taken over the suite's settings, so two
     benchmarks that train the same configuration in the same ``out`` share its runs, and a

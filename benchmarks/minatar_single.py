@@ -42,6 +42,7 @@ from common import (
     minatar_parser,
     minatar_suite,
     plot_game_curves,
+    probe_name,
     run_all,
     run_path,
     save_outputs,
@@ -169,7 +170,7 @@ def main() -> None:
     runs = run_all(jobs, out, args.parallel, "minatar single-task", archive=archive)
     result = summarise(runs, missing=["minatar-" + name.removeprefix("single-") for name in table if name not in chosen])
     result["seeds"] = list(args.seeds)
-    name = "_".join(["minatar_single", *(f"{key}{value}" for values in probe.values() for key, value in values.items())])
+    name = probe_name("minatar_single", probe)
     result["probe"] = probe
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))

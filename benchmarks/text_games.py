@@ -6,6 +6,7 @@ the four games made by TextWorld (``textworld4``) or Jericho's 9:05 (``jericho90
         python benchmarks/text_games.py --suite jericho905 --steps 3000        # about an hour
     python benchmarks/text_games.py --smoke --out /tmp/tg_smoke              # tiny settings, minutes
     python benchmarks/text_games.py --novelty 0.3 ...                          # with a novelty bonus
+    python benchmarks/text_games.py --set train.novelty_centered=true ...       # a probe
 
 Each seed trains the shipped suite for ``--steps`` env steps per game (one torch thread),
 evaluated greedily every quarter of the budget. Random legal play: uniformly random legal
@@ -15,7 +16,8 @@ each). Targets: the maximum score on the two easiest TextWorld games and on 9:05
 random on all. Writes ``benchmarks/results/text_games.json`` (``jericho905.json``) and
 ``.png``; runs are archived like the other training benchmarks. ``--novelty B`` trains with
 ``train.novelty_bonus: B`` (count-based exploration; evaluations report the games' own scores)
-and names its outputs ``<result>_novelty<B>``.
+and names its outputs ``<result>_novelty<B>``; ``--set SECTION.KEY=VALUE ...`` changes any other
+setting for a probe, its outputs named after the overrides the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from scalezero.cli import parse_overrides
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, minatar_parser, plot_game_curves, run_all, save_outputs
+from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, minatar_parser, plot_game_curves, probe_name, run_all, save_outputs
 
 SUITES = {"textworld4": ("text_games", 200), "jericho905": ("jericho905", 8)}
 """suite -> (result name, random episodes per game)."""
@@ -96,7 +100,9 @@ def main() -> None:
     parser = minatar_parser(__doc__, steps=10_000, out="runs/text_bench")
     parser.add_argument("--suite", choices=sorted(SUITES), default="textworld4")
     parser.add_argument("--novelty", type=float, default=0.0, help="train.novelty_bonus of the runs (0: the shipped suite); outputs named <result>_novelty<value>")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="a probe: change the suite (e.g. train.novelty_centered=true); outputs named after the overrides")
     args = parser.parse_args()
+    probe = parse_overrides(args.set)
     name, episodes = SUITES[args.suite]
     steps = 80 if args.smoke else args.steps
     settings = suite(args.suite, steps, args.smoke)
@@ -104,11 +110,15 @@ def main() -> None:
     if args.novelty > 0:
         settings = merge(settings, {"train": {"novelty_bonus": args.novelty}})
         name, run_name = f"{name}_novelty{args.novelty:g}", f"{args.suite}-novelty{args.novelty:g}"
+    if probe:
+        settings = merge(settings, probe)
+        name, run_name = probe_name(name, probe), probe_name(run_name, probe).replace("_", "-")
     jobs = [(run_name, settings, seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, args.suite, archive=None if args.smoke else ARCHIVE)
     random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)
     result = summarise(runs[run_name], random)
     result["novelty_bonus"] = args.novelty
+    result["probe"] = probe
     result["seeds"] = list(args.seeds)
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))

@@ -412,6 +412,10 @@ class TrainConfig:
     hash of the observation; ``scalezero.training.novelty``). For games whose reward lies at
     the end of a long sequence (text games); evaluation and the logs report the env's own
     returns. 0: off."""
+    novelty_centered: bool = False
+    """Subtract a running mean from the novelty bonus, so that it pays only for arriving
+    somewhere rarer than usual and ending an episode (finishing a quest) forfeits nothing on
+    average; with the plain bonus the agent can learn to stay in play."""
     overlap: bool = False
     """Collect and learn at the same time: a worker thread applies the updates owed for the
     data so far while the collector steps with a copy of the model refreshed after every step
@@ -434,6 +438,7 @@ class TrainConfig:
         _check(0 < self.discount <= 1, "train.discount", "a float in (0, 1]", self.discount)
         _check(self.lr > 0, "train.lr", "a float > 0", self.lr)
         _check(self.novelty_bonus >= 0, "train.novelty_bonus", "a float >= 0 (0: off)", self.novelty_bonus)
+        _check(self.novelty_bonus > 0 or not self.novelty_centered, "train.novelty_centered", "false while train.novelty_bonus is 0", self.novelty_centered)
         _check(0 < self.lr_final_fraction <= 1, "train.lr_final_fraction", "a float in (0, 1] (1: constant rate)", self.lr_final_fraction)
         _check(self.weight_decay >= 0, "train.weight_decay", "a float >= 0", self.weight_decay)
         _check(self.grad_clip > 0, "train.grad_clip", "a float > 0", self.grad_clip)

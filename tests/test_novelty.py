@@ -13,7 +13,7 @@ from scalezero.config import ConfigError, config_from_dict
 from scalezero.training.checkpoint import load_arrays
 from scalezero.training.collector import Collector
 from scalezero.training.loop import build_model, resolve_tasks, train
-from scalezero.training.novelty import NoveltyCounter, observation_keys
+from scalezero.training.novelty import CENTER_RATE, NoveltyCounter, observation_keys
 
 
 def test_bonus_falls_with_the_square_root_of_visits():
@@ -29,9 +29,29 @@ def test_bonus_falls_with_the_square_root_of_visits():
     assert keys.dtype == np.uint64 and keys[0] == keys[2] != keys[1]
 
 
+def test_centered_bonus_subtracts_the_running_mean_of_the_bonuses_before_it():
+    a, b = np.zeros((3, 2), np.uint8), np.ones((3, 2), np.uint8)
+    counter = NoveltyCounter(0.6, centered=True)
+    raw, mean, expected = [0.6, 0.6, 0.6 / np.sqrt(2), 0.6 / np.sqrt(3)], 0.0, []
+    for r in raw:  # by hand: the bonus less the exponential mean of the earlier ones
+        expected.append(r - mean)
+        mean += CENTER_RATE * (r - mean)
+    assert counter.bonus(np.stack([a, b, a, a])) == pytest.approx(expected)
+    assert counter.mean == pytest.approx(mean)
+    again = NoveltyCounter(0.6, centered=True)
+    again.load_state_arrays(counter.state_arrays())
+    assert again.bonus(np.stack([b]))[0] == pytest.approx(0.6 / np.sqrt(2) - mean)
+    # Over many arrivals in a settled region the centered bonus averages zero, the plain one does not.
+    settled = np.stack([np.full((3, 2), i % 5, np.uint8) for i in range(20_000)])
+    assert abs(counter.bonus(settled)[-1000:].mean()) < 1e-3
+    assert NoveltyCounter(0.6).bonus(settled)[-1000:].mean() > 0.005
+
+
 def test_bad_bonus_names_the_field():
     with pytest.raises(ConfigError, match="train.novelty_bonus"):
         config_from_dict(tiny(novelty_bonus=-1.0))
+    with pytest.raises(ConfigError, match="train.novelty_centered"):
+        config_from_dict(tiny(novelty_centered=True))
 
 
 def test_collection_stores_the_reward_plus_the_bonus_of_the_observation_arrived_in():

@@ -61,7 +61,7 @@ class Collector:
         # Temporally extended epsilon-greedy: per copy, the random action held and its steps left.
         self.held = {i: RandomRun(np.zeros(train.num_envs, np.int64), np.zeros(train.num_envs, np.int64)) for i in self.envs}
         # Count-based exploration: per task, how often each observation was arrived in.
-        self.novelty = {i: NoveltyCounter(train.novelty_bonus) for i in self.envs} if train.novelty_bonus > 0 else {}
+        self.novelty = {i: NoveltyCounter(train.novelty_bonus, train.novelty_centered) for i in self.envs} if train.novelty_bonus > 0 else {}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything of the acting side a checkpoint needs besides replay: per task its env
@@ -86,7 +86,7 @@ class Collector:
             if f"explore{t}.left" in arrays:  # absent in checkpoints from before epsilon_zeta
                 self.held[t] = RandomRun(arrays[f"explore{t}.action"].copy(), arrays[f"explore{t}.left"].copy())
             if t in self.novelty and f"novelty{t}.keys" in arrays:
-                self.novelty[t].load_state_arrays({k: arrays[f"novelty{t}.{k}"] for k in ("keys", "counts")})
+                self.novelty[t].load_state_arrays({k: arrays[f"novelty{t}.{k}"] for k in ("keys", "counts", "mean") if f"novelty{t}.{k}" in arrays})
         for t, batch in self.envs.items():
             state = {k[len(f"env{t}.") :]: v for k, v in arrays.items() if k.startswith(f"env{t}.")}
             try:
