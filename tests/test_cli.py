@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from scalezero.cli import main
@@ -75,6 +76,9 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     summary = metrics["summary"]
     assert summary["env_steps_per_task"] == {"cartpole": 96, "minatar-breakout": 96}
     assert summary["updates"] > 0
+    # What the same seed's numbers depend on beyond the config: the kernels' instruction set.
+    assert summary["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert summary["machine"]["torch"] == torch.__version__
     phases = summary["phase_s"]
     assert set(phases) == {"collect", "sample", "update", "evaluate", "checkpoint"} and min(phases.values()) > 0
     assert sum(phases.values()) <= summary["wall_s"] + 0.005 * (len(phases) + 1)  # each figure rounded to 0.01 s
@@ -83,8 +87,6 @@ def test_tiny_multitask_run_end_to_end(tmp_path, capsys):
     assert ckpts == ["ckpt_48", "ckpt_96"]
     report = (run / "report.md").read_text()
     assert "| cartpole |" in report and "| minatar-breakout |" in report
-    import torch
-
     assert main(["eval", "--run", str(run), "--episodes", "2", "--threads", "1"]) == 0
     assert torch.get_num_threads() == 1
     evaluated = json.loads((run / "eval.json").read_text())

@@ -30,7 +30,7 @@ from scalezero.training.metrics import MetricsLogger
 from scalezero.training.overlap import ActingCopy, BackgroundUpdates
 from scalezero.training.run_dir import claim_run_dir
 from scalezero.training.run_state import LoopState, restore_run, save_run
-from scalezero.training.setup import build_model, pick_device, resolve_tasks, seed_everything
+from scalezero.training.setup import build_model, machine_info, pick_device, resolve_tasks, seed_everything
 from scalezero.training.weighting import difficulty_weights, task_progress
 
 
@@ -380,6 +380,7 @@ class TrainingRun:
             "suite": self.config.suite,
             "config_hash": self.config.hash(),
             "processes": self.info.world,
+            "machine": machine_info(self.device),
             "env_steps_per_task": {names[t]: per_task_steps[t] for t in all_ids},
             "env_steps_total": total_steps,
             "updates": learner.updates,

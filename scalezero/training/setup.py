@@ -5,9 +5,12 @@ the training loop."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +53,22 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device = 'cuda' but torch sees no CUDA device; use --device cpu")
     return torch.device(name)
+
+
+def machine_info(device: torch.device) -> dict[str, str]:
+    """What a run's numbers depend on beyond its config and seed: torch's version, the CPU and
+    the instruction set torch's kernels use on it (``AVX2``, ``AVX512``: the same seed gives a
+    different run where the kernels differ), and the GPU where one is used."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        pairs = (line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in pairs}
+        if "model name" in fields:
+            cpu = f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    info = {"torch": torch.__version__, "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def build_model(config: Config, layout: SuiteLayout, device: torch.device) -> WorldModel:
