@@ -19,7 +19,8 @@ Writes ``benchmarks/results/minatar_single.json`` and ``.png``.
 The grid takes about 15 CPU-hours, so it is filled over several sittings: ``--games`` trains
 only those games, and the summary also takes every other game whose runs of these settings and
 seeds are archived; a game with neither is listed under ``missing``. Seeds 0 and 1 picked the
-protocol (the probes of BENCHMARKS.md), so its grid is measured on seeds 2 and 3.
+protocol (the probes of BENCHMARKS.md), so its grid is measured on seeds 2 and 3; other seeds
+(a fresh-seed check) write ``minatar_single_seeds<s>-<s>.json`` and leave the grid's file alone.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ BEFORE = {
     "minatar-space_invaders": 7.34,
 }
 FREEWAY_TARGET = 10.0
+#: The seeds of the benchmark's grid (``minatar_single.json``).
+PROTOCOL_SEEDS = [2, 3]
 #: Updates per env step. The shipped suite's 0.25 keeps ``make demo`` short; one game alone at
 #: 1.0 reached at 10,000 steps what 0.25 reached at 20,000 (BENCHMARKS.md, replay-ratio probe),
 #: so this benchmark of learning per env step trains at 1.0 (four times the updates).
@@ -134,6 +137,13 @@ def summarise(runs: dict[str, list[dict]], missing: list[str] = ()) -> dict:
     }
 
 
+def result_name(probe: dict, seeds: list[int]) -> str:
+    """``minatar_single`` for the grid, with the probe's overrides and, for seeds other than
+    :data:`PROTOCOL_SEEDS`, the seeds appended, so neither overwrites the grid's results."""
+    name = probe_name("minatar_single", probe)
+    return name if list(seeds) == PROTOCOL_SEEDS else f"{name}_seeds{'-'.join(map(str, seeds))}"
+
+
 def markdown_table(result: dict) -> str:
     lines = [
         "| game | before (2 seeds) | now: mean (seeds) | target | policy loss / log\\|A\\| (seeds) | wall per run |",
@@ -170,7 +180,7 @@ def main() -> None:
     runs = run_all(jobs, out, args.parallel, "minatar single-task", archive=archive)
     result = summarise(runs, missing=["minatar-" + name.removeprefix("single-") for name in table if name not in chosen])
     result["seeds"] = list(args.seeds)
-    name = probe_name("minatar_single", probe)
+    name = result_name(probe, args.seeds)
     result["probe"] = probe
     path = save_outputs(name, result, plot, smoke_dir=Path(args.out) if args.smoke else None)
     print(markdown_table(result))

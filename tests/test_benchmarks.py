@@ -241,6 +241,12 @@ def test_minatar_single_probe_changes_only_what_it_names_and_its_run_names():
         assert common.run_path(Path("r"), name, changed, 2) != common.run_path(Path("r"), name, suite, 2)
     # No probe: the protocol's archived runs are still found by their names.
     assert minatar_single.variants(20_000, probe={}) == protocol
+    # Only the grid's seeds without a probe write the grid's file.
+    overrides = parse_overrides(["train.reset_every=10000"])
+    assert minatar_single.result_name({}, [2, 3]) == "minatar_single"
+    assert minatar_single.result_name({}, [4, 5]) == "minatar_single_seeds4-5"
+    assert minatar_single.result_name(overrides, [2, 3]) == "minatar_single_reset_every10000"
+    assert minatar_single.result_name(overrides, [4]) == "minatar_single_reset_every10000_seeds4"
 
 
 def test_late_losses_average_the_end_of_training():
