@@ -11,6 +11,8 @@ vector encoder of CartPole. Nothing in this file knows about scalezero.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium
 import numpy as np
 from gymnasium import spaces
@@ -19,7 +21,7 @@ MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # up, down, left, right
 
 
 class GridWorld(gymnasium.Env):
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, size: int = 5) -> None:
         if size < 2:
