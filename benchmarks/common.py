@@ -97,6 +97,12 @@ def merge(a: dict, b: dict) -> dict:
     return {k: (merge(a[k], b[k]) if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) else b.get(k, a.get(k))) for k in {**a, **b}}
 
 
+def add_probe_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set SECTION.KEY=VALUE ...`` (repeatable), the overrides of a probe: read them with
+    ``scalezero.cli.parse_overrides`` and name the outputs with :func:`probe_name`."""
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help=f"a probe: change the settings (e.g. {example}); outputs named after the overrides")
+
+
 def probe_name(base: str, probe: dict) -> str:
     """The name of a probe's outputs: ``base`` and each override ``{section: {key: value}}``
     appended as ``_<key><value>`` (``minatar_single_reset_every5000``)."""

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ARCHIVE,
     SMOKE_MODEL,
+    add_probe_option,
     is_archived,
     late_losses,
     merge,
@@ -164,7 +165,7 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     parser = minatar_parser(__doc__)
     parser.add_argument("--games", nargs="+", choices=GAMES, help="train only these games (default: all five)")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="a probe: change the protocol (e.g. train.reset_every=5000); its summary goes to minatar_single_<overrides>.json")
+    add_probe_option(parser, "train.reset_every=5000")
     args = parser.parse_args()
     probe = parse_overrides(args.set)
     table = variants(None if args.smoke else args.steps, smoke=args.smoke, probe=probe)

@@ -31,7 +31,18 @@ import yaml
 from scalezero.cli import parse_overrides
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ARCHIVE, ROOT, SMOKE_MODEL, merge, minatar_parser, plot_game_curves, probe_name, run_all, save_outputs
+from common import (
+    ARCHIVE,
+    ROOT,
+    SMOKE_MODEL,
+    add_probe_option,
+    merge,
+    minatar_parser,
+    plot_game_curves,
+    probe_name,
+    run_all,
+    save_outputs,
+)
 
 SUITES = {"textworld4": ("text_games", 200), "jericho905": ("jericho905", 8)}
 """suite -> (result name, random episodes per game)."""
@@ -100,7 +111,7 @@ def main() -> None:
     parser = minatar_parser(__doc__, steps=10_000, out="runs/text_bench")
     parser.add_argument("--suite", choices=sorted(SUITES), default="textworld4")
     parser.add_argument("--novelty", type=float, default=0.0, help="train.novelty_bonus of the runs (0: the shipped suite); outputs named <result>_novelty<value>")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="a probe: change the suite (e.g. train.novelty_centered=true); outputs named after the overrides")
+    add_probe_option(parser, "train.novelty_centered=true")
     args = parser.parse_args()
     probe = parse_overrides(args.set)
     name, episodes = SUITES[args.suite]

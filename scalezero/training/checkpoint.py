@@ -218,6 +218,12 @@ def load_checkpoint(
     return meta["state"]
 
 
+def prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays named ``<prefix><name>``, keyed ``<name>``: one part's state among a
+    checkpoint's arrays (``env0.``, ``replay1.``, ``novelty0.``)."""
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
     """The checkpoint's numpy arrays (verify first with :func:`load_checkpoint`)."""
     file = Path(path) / "arrays.npz"

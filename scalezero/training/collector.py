@@ -15,6 +15,7 @@ from scalezero.replay import TaskReplay
 from scalezero.tasks import EnvBatch, SuiteLayout, Task
 from scalezero.tasks.vector import EnvReplayMismatch
 from scalezero.training.acting import ContextHistory, search_actions, uniform_legal_actions
+from scalezero.training.checkpoint import prefixed
 from scalezero.training.novelty import NoveltyCounter
 
 
@@ -86,9 +87,9 @@ class Collector:
             if f"explore{t}.left" in arrays:  # absent in checkpoints from before epsilon_zeta
                 self.held[t] = RandomRun(arrays[f"explore{t}.action"].copy(), arrays[f"explore{t}.left"].copy())
             if t in self.novelty and f"novelty{t}.keys" in arrays:
-                self.novelty[t].load_state_arrays({k: arrays[f"novelty{t}.{k}"] for k in ("keys", "counts", "mean") if f"novelty{t}.{k}" in arrays})
+                self.novelty[t].load_state_arrays(prefixed(arrays, f"novelty{t}."))
         for t, batch in self.envs.items():
-            state = {k[len(f"env{t}.") :]: v for k, v in arrays.items() if k.startswith(f"env{t}.")}
+            state = prefixed(arrays, f"env{t}.")
             try:
                 if not state:
                     raise EnvReplayMismatch("the checkpoint has no env state")

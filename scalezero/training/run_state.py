@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scalezero.training.checkpoint import load_arrays, load_checkpoint, prune_checkpoints, save_checkpoint
+from scalezero.training.checkpoint import load_arrays, load_checkpoint, prefixed, prune_checkpoints, save_checkpoint
 from scalezero.training.collector import Collector
 from scalezero.training.dps import DPSController, enter_stage
 from scalezero.training.learner import Learner
@@ -124,7 +124,7 @@ def restore_run(
     state = load_checkpoint(path, learner.model, learner.target, learner.optimizer, restore_rng=True)
     arrays = load_arrays(path)
     for t, replay in collector.replays.items():
-        replay.load_state_dict({name[len(f"replay{t}.") :]: a for name, a in arrays.items() if name.startswith(f"replay{t}.")})
+        replay.load_state_dict(prefixed(arrays, f"replay{t}."))
     collector.env_steps.clear()
     collector.env_steps.update({int(k): int(v) for k, v in state["env_steps_per_task"].items()})
     _set_generator_state(collector.rng, state["collector"]["rng"])
