@@ -269,6 +269,11 @@ class ReplayConfig:
     """K: each sample is a window of K+1 observations and K actions."""
     td_steps: int = 5
     """n: value targets sum n discounted rewards, then bootstrap from the target network."""
+    td_age_steps: int = 0
+    """Off-policy correction (EfficientZero): a window's n-step horizon shrinks by one for every
+    ``td_age_steps`` env steps of its task collected since the window was stored (down to one
+    step), so old data, gathered by older and more random policies, hands over to the target
+    network's value sooner; 0: every window uses ``td_steps``."""
     reanalyse_fraction: float = 0.0
     """Fraction of every task's learner windows whose policy targets are recomputed at sample
     time by one batched search of the target network, from the same context the actor had
@@ -291,6 +296,7 @@ class ReplayConfig:
         _check(0.0 <= self.reanalyse_fraction <= 1.0, "replay.reanalyse_fraction", "a float in [0, 1]", self.reanalyse_fraction)
         _check(self.unroll_steps >= 1, "replay.unroll_steps", "an integer >= 1", self.unroll_steps)
         _check(self.td_steps >= 1, "replay.td_steps", "an integer >= 1", self.td_steps)
+        _check(self.td_age_steps >= 0, "replay.td_age_steps", "an integer >= 0 (0: no off-policy correction)", self.td_age_steps)
 
 
 DEVICES = ("cpu", "cuda")

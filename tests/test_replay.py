@@ -120,3 +120,29 @@ def test_context_is_the_steps_before_the_window_of_the_same_episode():
     assert seen == {4, 20, 21, 22, 23, 24, 25, 26, 27}
     none = buf.sample(4, 2, np.random.default_rng(4))
     assert none.context_obs is None and none.context_valid is None
+
+
+def test_nstep_targets_per_window_horizon():
+    g = 0.5
+    rewards = np.tile(np.array([1.0, 2.0, 4.0, 0.0, 0.0]), (3, 1))
+    is_step = np.tile(np.array([1, 1, 1, 0, 0], bool), (3, 1))
+    is_obs = np.tile(np.array([1, 1, 1, 1, 0], bool), (3, 1))
+    terminal = np.zeros((3, 5), bool)
+    boot = np.tile(np.array([10.0, 20.0, 40.0, 80.0, 0.0]), (3, 1))
+    z, _ = nstep_value_targets(rewards, is_step, is_obs, terminal, boot, g, td_steps=3, num_targets=2, horizon=np.array([3, 2, 1]))
+    np.testing.assert_allclose(z[0], [1 + g * 2 + g * g * 4 + g**3 * 80, 2 + g * 4 + g * g * 80])
+    np.testing.assert_allclose(z[1], [1 + g * 2 + g * g * 40, 2 + g * 4 + g * g * 80])
+    np.testing.assert_allclose(z[2], [1 + g * 20, 2 + g * 40])
+    full, _ = nstep_value_targets(rewards, is_step, is_obs, terminal, boot, g, td_steps=3, num_targets=2)
+    np.testing.assert_array_equal(full, z[:1].repeat(3, axis=0))  # horizon None = td_steps everywhere
+    with pytest.raises(ValueError, match="horizon"):
+        nstep_value_targets(rewards, is_step, is_obs, terminal, boot, g, td_steps=3, num_targets=2, horizon=np.array([4, 1, 1]))
+
+
+def test_window_ages_count_the_task_steps_since_the_start():
+    buf = _buffer(streams=2)
+    for t in range(10):
+        _add(buf, t, reward=0.0)
+    w = buf.sample(64, 3, np.random.default_rng(0))
+    start = w.obs[:, 0, 0].astype(int)  # the buffer's step t holds observation t
+    np.testing.assert_array_equal(w.ages, (10 - start) * 2)

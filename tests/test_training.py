@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from scalezero.config import config_from_dict
+from scalezero.replay import nstep_value_targets
 from scalezero.tasks import EnvBatch
 from scalezero.training.acting import ContextHistory, search_actions
 from scalezero.training.collector import Collector
@@ -71,6 +72,36 @@ def test_collector_and_learner_step():
     tau = config.train.target_tau
     for old, tp, p in zip(target_before, learner.target.parameters(), model.parameters()):
         torch.testing.assert_close(tp, (1 - tau) * old + tau * p.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_old_windows_bootstrap_sooner_under_td_age_steps():
+    """``replay.td_age_steps``: the learner's value targets are the n-step targets with each
+    window's horizon cut by one per ``td_age_steps`` env steps of its age (at least 1)."""
+    data = {**SMALL, "replay": {**SMALL["replay"], "td_steps": 3, "td_age_steps": 12}}
+    config = config_from_dict(data)
+    tasks, layout = resolve_tasks(config)
+    torch.manual_seed(0)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(8):
+        collector.step(model, [0, 1, 2])
+    learner = Learner(model, layout, config, torch.device("cpu"))
+    batch = learner.sample(collector.replays, [0, 1, 2])
+    ages = np.concatenate([w.ages for w in batch.windows.values()])
+    horizon = np.clip(3 - ages // 12, 1, 3)
+    assert {1, 2, 3} <= set(horizon.tolist())  # 8 steps x 6 envs: ages 6..48 env steps
+    losses = learner.compute_losses(batch)
+    stack = {name: np.concatenate([getattr(w, name) for w in batch.windows.values()]) for name in ("rewards", "is_step", "is_obs", "terminal")}
+    length = stack["rewards"].shape[1]
+    with torch.no_grad():
+        actions = torch.as_tensor(learner._stack(batch, "actions"))
+        task_ids = torch.as_tensor(np.asarray(batch.task_ids)[batch.row_slot()])
+        boot = learner.target.sequence_values(learner._encode(learner.target, batch, length), actions, task_ids).numpy()
+    args = (stack["rewards"], stack["is_step"], stack["is_obs"], stack["terminal"], boot, config.train.discount, 3, 4)
+    expected, _ = nstep_value_targets(*args, horizon=horizon)
+    np.testing.assert_allclose(losses.value_target, expected, rtol=1e-5, atol=1e-6)
+    full, _ = nstep_value_targets(*args)
+    assert not np.allclose(full, expected)  # the correction changed the old windows' targets
 
 
 def test_per_task_batch_sizes_are_honoured():

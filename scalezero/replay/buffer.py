@@ -45,7 +45,9 @@ class Window:
     ``streams, start_abs [B]`` say where each window starts (stream, and index among the
     entries ever written to it), which :meth:`TaskReplay.update_priorities` needs;
     ``weights [B]`` are the importance weights of a prioritized draw (largest 1), None for a
-    uniform one.
+    uniform one. ``ages [B]``: about how many of the task's env steps were collected since
+    each window's start (entries written to its stream since, final entries included, times
+    the number of streams, which fill at the same pace).
     """
 
     obs: np.ndarray
@@ -64,6 +66,7 @@ class Window:
     streams: np.ndarray | None = None
     start_abs: np.ndarray | None = None
     weights: np.ndarray | None = None
+    ages: np.ndarray | None = None
 
 
 class TaskReplay:
@@ -246,6 +249,7 @@ class TaskReplay:
             streams=streams,
             start_abs=start_abs,
             weights=weights,
+            ages=(self.written[streams] - start_abs) * self.num_streams,
         )
 
     def max_priority(self) -> float:

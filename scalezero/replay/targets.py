@@ -14,6 +14,7 @@ def nstep_value_targets(
     discount: float,
     td_steps: int,
     num_targets: int,
+    horizon: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Value targets z_k for the first ``num_targets`` positions of windows of length ``L``.
 
@@ -28,6 +29,8 @@ def nstep_value_targets(
         rewards, is_step, is_obs, terminal: ``[B, L]`` from :class:`~scalezero.replay.buffer.Window`.
         bootstrap: ``[B, L]`` target-network values of each position's observation.
         discount: gamma. td_steps: n. num_targets: K+1; needs ``L >= num_targets + td_steps``.
+        horizon: optional ``[B]`` per-window n in ``[1, td_steps]`` (a shorter horizon for
+            older windows, :meth:`~scalezero.replay.buffer.TaskReplay.horizons`); None: n for all.
 
     Returns:
         ``(targets [B, num_targets] float32, mask [B, num_targets] bool)``.
@@ -36,10 +39,16 @@ def nstep_value_targets(
     if length < num_targets + td_steps:
         raise ValueError(f"window length {length} < num_targets {num_targets} + td_steps {td_steps}")
     rows = np.arange(batch)
+    if horizon is not None:
+        horizon = np.asarray(horizon)
+        if horizon.shape != (batch,) or horizon.min(initial=1) < 1 or horizon.max(initial=1) > td_steps:
+            raise ValueError(f"horizon must be [B={batch}] integers in [1, {td_steps}], got shape {horizon.shape}")
+        within = np.arange(td_steps)[None, :] < horizon[:, None]
     powers = discount ** np.arange(td_steps + 1)
     targets = np.zeros((batch, num_targets), dtype=np.float64)
     for k in range(num_targets):
-        run = np.cumprod(is_step[:, k : k + td_steps], axis=1)  # consecutive steps from k
+        steps = is_step[:, k : k + td_steps] if horizon is None else is_step[:, k : k + td_steps] & within
+        run = np.cumprod(steps, axis=1)  # consecutive steps from k (within the horizon)
         m = run.sum(axis=1)
         at_head = (m > 0) & ~is_obs[rows, k + m]
         m = np.where(at_head, m - 1, m)

@@ -203,6 +203,14 @@ class Learner:
     def _stack(self, batch: Batch, name: str) -> np.ndarray:
         return np.concatenate([getattr(w, name) for w in batch.windows.values()])
 
+    def _horizons(self, batch: Batch) -> np.ndarray | None:
+        """Per-window n-step horizons under ``replay.td_age_steps`` (None where it is off)."""
+        n, age_steps = self.config.replay.td_steps, self.config.replay.td_age_steps
+        if age_steps <= 0:
+            return None
+        ages = np.concatenate([w.ages for w in batch.windows.values()])
+        return np.clip(n - ages // age_steps, 1, n)
+
     def compute_losses(self, batch: Batch) -> LossOutput:
         """Steps 2-4: targets, the online forward and the named losses (with gradients)."""
         cfg, train = self.config, self.config.train
@@ -226,7 +234,7 @@ class Learner:
         if batch.fresh_values is not None:
             fresh = np.concatenate([batch.fresh_values[t] for t in batch.task_ids])
             bootstrap = np.where(np.isnan(fresh), bootstrap, fresh)
-        value_target, value_mask = nstep_value_targets(rewards, is_step, is_obs, terminal, bootstrap, train.discount, n, K + 1)
+        value_target, value_mask = nstep_value_targets(rewards, is_step, is_obs, terminal, bootstrap, train.discount, n, K + 1, self._horizons(batch))
 
         # 3. Online forward over K+1 steps (teacher forcing on encoded observations).
         latents = self._encode(self.model, batch, K + 1)
