@@ -30,7 +30,7 @@ def nstep_value_targets(
         bootstrap: ``[B, L]`` target-network values of each position's observation.
         discount: gamma. td_steps: n. num_targets: K+1; needs ``L >= num_targets + td_steps``.
         horizon: optional ``[B]`` per-window n in ``[1, td_steps]`` (a shorter horizon for
-            older windows, :meth:`~scalezero.replay.buffer.TaskReplay.horizons`); None: n for all.
+            older windows, from their ``Window.ages``: ``replay.td_age_steps``); None: n for all.
 
     Returns:
         ``(targets [B, num_targets] float32, mask [B, num_targets] bool)``.
