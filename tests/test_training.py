@@ -34,6 +34,19 @@ def _setup(algorithm="puct"):
     return config, tasks, layout, model
 
 
+def _collected(data: dict, steps: int):
+    """Config, layout, model (seeded), a collector that has stepped ``steps`` times on every
+    task, and a learner: the start of every test that trains on real collected data."""
+    config = config_from_dict(data)
+    tasks, layout = resolve_tasks(config)
+    torch.manual_seed(0)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(steps):
+        collector.step(model, list(range(len(tasks))))
+    return config, layout, model, collector, Learner(model, layout, config, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("algorithm", ["puct", "gumbel"])
 @pytest.mark.parametrize("explore", [True, False])
 def test_masked_actions_are_never_chosen_nor_targeted(algorithm, explore):
@@ -78,20 +91,13 @@ def test_old_windows_bootstrap_sooner_under_td_age_steps():
     """``replay.td_age_steps``: the learner's value targets are the n-step targets with each
     window's horizon cut by one per ``td_age_steps`` env steps of its age (at least 1)."""
     data = {**SMALL, "replay": {**SMALL["replay"], "td_steps": 3, "td_age_steps": 12}}
-    config = config_from_dict(data)
-    tasks, layout = resolve_tasks(config)
-    torch.manual_seed(0)
-    model = build_model(config, layout, torch.device("cpu"))
-    collector = Collector(tasks, layout, config, torch.device("cpu"))
-    for _ in range(8):
-        collector.step(model, [0, 1, 2])
-    learner = Learner(model, layout, config, torch.device("cpu"))
+    config, _, _, collector, learner = _collected(data, 8)
     batch = learner.sample(collector.replays, [0, 1, 2])
     ages = np.concatenate([w.ages for w in batch.windows.values()])
     horizon = np.clip(3 - ages // 12, 1, 3)
     assert {1, 2, 3} <= set(horizon.tolist())  # 8 steps x 6 envs: ages 6..48 env steps
     losses = learner.compute_losses(batch)
-    stack = {name: np.concatenate([getattr(w, name) for w in batch.windows.values()]) for name in ("rewards", "is_step", "is_obs", "terminal")}
+    stack = {name: learner._stack(batch, name) for name in ("rewards", "is_step", "is_obs", "terminal")}
     length = stack["rewards"].shape[1]
     with torch.no_grad():
         actions = torch.as_tensor(learner._stack(batch, "actions"))
@@ -106,13 +112,7 @@ def test_old_windows_bootstrap_sooner_under_td_age_steps():
 
 def test_per_task_batch_sizes_are_honoured():
     data = {**SMALL, "tasks": [{"name": "cartpole", "batch_size": 2}, {"name": "minatar-breakout"}, {"name": "minatar-seaquest", "batch_size": 9}]}
-    config = config_from_dict(data)
-    tasks, layout = resolve_tasks(config)
-    model = build_model(config, layout, torch.device("cpu"))
-    collector = Collector(tasks, layout, config, torch.device("cpu"))
-    for _ in range(4):
-        collector.step(model, [0, 1, 2])
-    learner = Learner(model, layout, config, torch.device("cpu"))
+    _, _, _, collector, learner = _collected(data, 4)
     batch = learner.sample(collector.replays, [0, 1, 2])
     assert {t: w.obs.shape[0] for t, w in batch.windows.items()} == {0: 2, 1: 5, 2: 9}
     assert batch.row_slot().tolist() == [0] * 2 + [1] * 5 + [2] * 9
@@ -269,14 +269,7 @@ def test_reset_shrinks_and_perturbs_the_online_network_only():
     from scalezero.model import WorldModel
 
     data = {**SMALL, "train": {**SMALL["train"], "reset_every": 2, "reset_keep": 0.25, "seed": 3}}
-    config = config_from_dict(data)
-    tasks, layout = resolve_tasks(config)
-    torch.manual_seed(0)
-    model = build_model(config, layout, torch.device("cpu"))
-    collector = Collector(tasks, layout, config, torch.device("cpu"))
-    for _ in range(4):
-        collector.step(model, [0, 1, 2])
-    learner = Learner(model, layout, config, torch.device("cpu"))
+    config, layout, model, collector, learner = _collected(data, 4)
     learner.update(learner.sample(collector.replays, [0, 1, 2]))
     assert learner.optimizer.state  # moments exist after the first (non-reset) update
     # The second update's step, replayed by hand on copies, then the reset by hand.

@@ -39,16 +39,16 @@ def nstep_value_targets(
     if length < num_targets + td_steps:
         raise ValueError(f"window length {length} < num_targets {num_targets} + td_steps {td_steps}")
     rows = np.arange(batch)
-    if horizon is not None:
-        horizon = np.asarray(horizon)
-        if horizon.shape != (batch,) or horizon.min(initial=1) < 1 or horizon.max(initial=1) > td_steps:
-            raise ValueError(f"horizon must be [B={batch}] integers in [1, {td_steps}], got shape {horizon.shape}")
-        within = np.arange(td_steps)[None, :] < horizon[:, None]
+    if horizon is None:
+        horizon = np.full(batch, td_steps)
+    horizon = np.asarray(horizon)
+    if horizon.shape != (batch,) or horizon.min(initial=1) < 1 or horizon.max(initial=1) > td_steps:
+        raise ValueError(f"horizon must be [B={batch}] integers in [1, {td_steps}], got shape {horizon.shape}")
+    within = np.arange(td_steps)[None, :] < horizon[:, None]
     powers = discount ** np.arange(td_steps + 1)
     targets = np.zeros((batch, num_targets), dtype=np.float64)
     for k in range(num_targets):
-        steps = is_step[:, k : k + td_steps] if horizon is None else is_step[:, k : k + td_steps] & within
-        run = np.cumprod(steps, axis=1)  # consecutive steps from k (within the horizon)
+        run = np.cumprod(is_step[:, k : k + td_steps] & within, axis=1)  # consecutive steps from k, within the horizon
         m = run.sum(axis=1)
         at_head = (m > 0) & ~is_obs[rows, k + m]
         m = np.where(at_head, m - 1, m)
