@@ -62,9 +62,8 @@ def code_version() -> str:
     return commit + (" with uncommitted changes to scalezero/" if changed else "")
 
 
-def write_result(name: str, payload: dict) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with command, commit, machine and date."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict, path: Path | None = None) -> Path:
+    """Write ``benchmarks/results/<name>.json`` (or ``path``) with command, commit, machine and date."""
     record = {
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "commit": git_commit(),
@@ -72,7 +71,8 @@ def write_result(name: str, payload: dict) -> Path:
         "machine": machine(),
         **payload,
     }
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}.json" if path is None else path
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     return path
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -308,13 +307,7 @@ def main() -> None:
             + ", ".join(f"{k} {v:.2f}" for k, v in corr.items()),
             flush=True,
         )
-    payload = {"runs": results}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=1))
-        print("wrote", args.out)
-    else:
-        print("wrote", write_result("search_quality", payload))
+    print("wrote", write_result("search_quality", {"runs": results}, path=args.out))
 
 
 if __name__ == "__main__":
