@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -120,6 +121,23 @@ def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
     return out / f"{name}-{digest}-s{seed}"
 
 
+#: Trainings started by :func:`run_training` that have not ended yet.
+_TRAININGS: set[subprocess.Popen] = set()
+
+
+def stop_trainings(signum: int | None = None, frame: object = None) -> None:
+    """Terminate every training this process started and wait for them; as a signal handler
+    (``run_all`` installs it for SIGTERM) then exit. Without it, ``kill <benchmark pid>`` ends
+    the runner but leaves its trainings running on, orphaned, on the cores. A stopped run
+    continues from its last checkpoint when the benchmark is started again."""
+    for proc in list(_TRAININGS):
+        proc.terminate()
+    for proc in list(_TRAININGS):
+        proc.wait()
+    if signum is not None:
+        raise SystemExit(128 + signum)
+
+
 def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | None = None) -> Path:
     """One ``scalezero train`` process in :func:`run_path` with one torch thread. Benchmarks
     survive interruptions: a run whose ``metrics.json`` exists, here or in ``archive``, is
@@ -145,12 +163,14 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
     start = time.perf_counter()
     print(f"[{verb}] {run.name}")
     with open(run / "train.log", mode) as log:
-        subprocess.run(
-            [sys.executable, "-m", "scalezero.cli", "train", *command, "--quiet"],
-            check=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "scalezero.cli", "train", *command, "--quiet"], stdout=log, stderr=subprocess.STDOUT)
+        _TRAININGS.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            _TRAININGS.discard(proc)
+    if code:
+        raise subprocess.CalledProcessError(code, proc.args)
     print(f"[done] {run.name} in {time.perf_counter() - start:.0f} s")
     if archive is not None:
         archive_run(run, archive)
@@ -190,18 +210,22 @@ def run_all(jobs: list[tuple[str, dict, int]], out: Path, parallel: int, title: 
     """Run ``(name, suite, seed)`` jobs ``parallel`` at a time under a progress bar; returns
     name -> the runs' ``metrics.json`` contents, in the order of the jobs (seeds). With
     ``archive`` (the benchmarks use :data:`ARCHIVE`; smoke runs do not), archived runs are not
-    trained again and new ones are archived."""
+    trained again and new ones are archived. SIGTERM stops the trainings too (:func:`stop_trainings`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
-        task = bar.add_task("runs", total=len(jobs))
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            paths = []
-            for path in pool.map(lambda job: run_training(*job, out, archive), jobs):
-                paths.append(path)
-                bar.advance(task)
+    previous = signal.signal(signal.SIGTERM, stop_trainings)
+    try:
+        with Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn()) as bar:
+            task = bar.add_task("runs", total=len(jobs))
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                paths = []
+                for path in pool.map(lambda job: run_training(*job, out, archive), jobs):
+                    paths.append(path)
+                    bar.advance(task)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     metrics: dict[str, list[dict]] = {}
     for (name, _, _), path in zip(jobs, paths):
         metrics.setdefault(name, []).append(run_metrics(path, archive))

@@ -1,6 +1,8 @@
 """Benchmark plumbing: finished runs are archived and reused; results of earlier seeds combine."""
 
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,13 +31,32 @@ def test_archived_runs_are_reused_without_training(tmp_path, monkeypatch):
     assert stored["commit"] == "abc1234" and stored["run"] == run.name
     # The run directory is gone (another machine, another day): the archive answers.
     (run / "metrics.json").unlink()
-    monkeypatch.setattr(common.subprocess, "run", lambda *a, **k: pytest.fail("an archived run must not train again"))
+    monkeypatch.setattr(common.subprocess, "Popen", lambda *a, **k: pytest.fail("an archived run must not train again"))
     assert common.run_training("x", suite, 3, tmp_path / "runs", archive) == run
     assert common.run_metrics(run, archive)["summary"]["final_eval"]["cartpole"]["return_mean"] == 7.0
     with pytest.raises(FileNotFoundError, match=run.name):
         common.run_metrics(run, None)
     # A changed configuration is a different run: it is not found in the archive.
     assert common.run_path(tmp_path / "runs", "x", {**suite, "train": {"env_steps": 11}}, 3).name != run.name
+
+
+def test_stopping_a_benchmark_stops_its_trainings(monkeypatch):
+    # A stand-in training: a process that would run for a minute, registered as run_training does.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(common, "_TRAININGS", {proc})
+    with pytest.raises(SystemExit) as stopped:
+        common.stop_trainings(signal.SIGTERM)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert proc.poll() is not None  # ended, not orphaned
+
+
+def test_a_failed_training_raises_with_its_exit_code(tmp_path, monkeypatch):
+    suite = {"tasks": [{"name": "cartpole"}], "train": {"env_steps": 10}}
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(common.subprocess, "Popen", lambda args, **k: real_popen([sys.executable, "-c", "raise SystemExit(3)"], **k))
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        common.run_training("x", suite, 0, tmp_path / "runs")
+    assert failed.value.returncode == 3 and not common._TRAININGS
 
 
 def test_archive_names_the_commit_the_run_started_with(tmp_path):
