@@ -128,8 +128,9 @@ _TRAININGS: set[subprocess.Popen] = set()
 def stop_trainings(signum: int | None = None, frame: object = None) -> None:
     """Terminate every training this process started and wait for them; as a signal handler
     (``run_all`` installs it for SIGTERM) then exit. Without it, ``kill <benchmark pid>`` ends
-    the runner but leaves its trainings running on, orphaned, on the cores. A stopped run
-    continues from its last checkpoint when the benchmark is started again."""
+    the runner but leaves its trainings running on, orphaned, on the cores. Each training
+    answers SIGTERM with a final checkpoint and exit code 130 (``scalezero train``'s own
+    handler), so the run is not archived, and the benchmark started again resumes it."""
     for proc in list(_TRAININGS):
         proc.terminate()
     for proc in list(_TRAININGS):
