@@ -10,6 +10,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,11 @@ def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
 
 #: Trainings started by :func:`run_training` that have not ended yet.
 _TRAININGS: set[subprocess.Popen] = set()
+#: Set by :func:`stop_trainings`: no training starts after it (the runner's pool would
+#: otherwise start its queued jobs as the stopped ones end). Guarded, with ``_TRAININGS``, by
+#: ``_STARTING``, so a training cannot start between the flag and the terminations.
+_STOPPING = threading.Event()
+_STARTING = threading.Lock()
 
 
 def stop_trainings(signum: int | None = None, frame: object = None) -> None:
@@ -131,8 +137,10 @@ def stop_trainings(signum: int | None = None, frame: object = None) -> None:
     the runner but leaves its trainings running on, orphaned, on the cores. Each training
     answers SIGTERM with a final checkpoint and exit code 130 (``scalezero train``'s own
     handler), so the run is not archived, and the benchmark started again resumes it."""
-    for proc in list(_TRAININGS):
-        proc.terminate()
+    with _STARTING:
+        _STOPPING.set()
+        for proc in _TRAININGS:
+            proc.terminate()
     for proc in list(_TRAININGS):
         proc.wait()
     if signum is not None:
@@ -164,8 +172,11 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
     start = time.perf_counter()
     print(f"[{verb}] {run.name}")
     with open(run / "train.log", mode) as log:
-        proc = subprocess.Popen([sys.executable, "-m", "scalezero.cli", "train", *command, "--quiet"], stdout=log, stderr=subprocess.STDOUT)
-        _TRAININGS.add(proc)
+        with _STARTING:
+            if _STOPPING.is_set():
+                raise RuntimeError(f"{run.name}: not started, the benchmark is stopping")
+            proc = subprocess.Popen([sys.executable, "-m", "scalezero.cli", "train", *command, "--quiet"], stdout=log, stderr=subprocess.STDOUT)
+            _TRAININGS.add(proc)
         try:
             code = proc.wait()
         finally:

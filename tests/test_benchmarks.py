@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,19 @@ def test_archived_runs_are_reused_without_training(tmp_path, monkeypatch):
     assert common.run_path(tmp_path / "runs", "x", {**suite, "train": {"env_steps": 11}}, 3).name != run.name
 
 
-def test_stopping_a_benchmark_stops_its_trainings(monkeypatch):
+def test_stopping_a_benchmark_stops_its_trainings(tmp_path, monkeypatch):
     # A stand-in training: a process that would run for a minute, registered as run_training does.
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     monkeypatch.setattr(common, "_TRAININGS", {proc})
+    monkeypatch.setattr(common, "_STOPPING", threading.Event())
     with pytest.raises(SystemExit) as stopped:
         common.stop_trainings(signal.SIGTERM)
     assert stopped.value.code == 128 + signal.SIGTERM
     assert proc.poll() is not None  # ended, not orphaned
+    # The runner's queued jobs do not start once it is stopping.
+    with pytest.raises(RuntimeError, match="not started, the benchmark is stopping"):
+        common.run_training("x", {"tasks": [{"name": "cartpole"}], "train": {"env_steps": 10}}, 0, tmp_path / "runs")
+    assert common._TRAININGS == {proc}  # nothing new was started
 
 
 def test_a_failed_training_raises_with_its_exit_code(tmp_path, monkeypatch):
