@@ -158,6 +158,8 @@ def run_training(name: str, suite: dict, seed: int, out: Path, archive: Path | N
         if archive is not None:
             archive_run(run, archive)
         return run
+    if _STOPPING.is_set():
+        raise RuntimeError(f"{run.name}: not started, the benchmark is stopping")
     run.mkdir(parents=True, exist_ok=True)
     checkpoints = run / "checkpoints"
     if (run / "config.yaml").exists() and checkpoints.is_dir() and any(checkpoints.iterdir()):

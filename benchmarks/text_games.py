@@ -17,7 +17,8 @@ random on all. Writes ``benchmarks/results/text_games.json`` (``jericho905.json`
 ``.png``; runs are archived like the other training benchmarks. ``--novelty B`` trains with
 ``train.novelty_bonus: B`` (count-based exploration; evaluations report the games' own scores)
 and names its outputs ``<result>_novelty<B>``; ``--set SECTION.KEY=VALUE ...`` changes any other
-setting for a probe, its outputs named after the overrides the same way.
+setting for a probe, its outputs named after the overrides the same way. Seeds other than
+0 and 1 (a fresh-seed check) append ``_seeds<s>-<s>`` to the outputs' name.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def main() -> None:
     if probe:
         settings = merge(settings, probe)
         name, run_name = probe_name(name, probe), probe_name(run_name, probe).replace("_", "-")
+    if list(args.seeds) != [0, 1]:
+        name = f"{name}_seeds{'-'.join(map(str, args.seeds))}"
     jobs = [(run_name, settings, seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, args.suite, archive=None if args.smoke else ARCHIVE)
     random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)

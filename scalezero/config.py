@@ -78,6 +78,11 @@ class ModelConfig:
     """Standard deviation of the ``hl_gauss`` targets, in bin widths (0.75: the paper's choice)."""
     conv_channels: int = 32
     """Channels of the image encoder's convolutions."""
+    conv_max_spatial: int = 8
+    """The image encoder halves its grid (stride-2 convolutions) while its height or width is
+    above this, then flattens. 8 turns MinAtar's 10x10 grid into 5x5 and a 64x64 Atari frame
+    into 8x8; 10 keeps MinAtar's grid whole (every object's exact cell reaches the Linear, like
+    MinAtar's own DQN network, at 4x the flattened width)."""
     mlp_hidden: int = 128
     """Hidden width of the vector encoder and of the heads."""
     task_embedding: bool = True
@@ -134,6 +139,7 @@ class ModelConfig:
         _check(self.support_target in SUPPORT_TARGETS, "model.support_target", f"one of {SUPPORT_TARGETS}", self.support_target)
         _check(self.support_sigma > 0, "model.support_sigma", "a float > 0 (in bin widths)", self.support_sigma)
         _check(self.conv_channels >= 1, "model.conv_channels", "an integer >= 1", self.conv_channels)
+        _check(self.conv_max_spatial >= 1, "model.conv_max_spatial", "an integer >= 1", self.conv_max_spatial)
         _check(self.mlp_hidden >= 1, "model.mlp_hidden", "an integer >= 1", self.mlp_hidden)
         _check(self.moe_num_experts >= 0, "model.moe_num_experts", "an integer >= 0 (0: dense FFN)", self.moe_num_experts)
         _check(self.task_embedding_max_norm >= 0, "model.task_embedding_max_norm", "a float >= 0 (0: no limit)", self.task_embedding_max_norm)

@@ -268,6 +268,25 @@ def test_minatar_encoder_is_unchanged():
     assert enc.obs_scale == 1.0 and {k: v.shape for k, v in enc.state_dict().items()} == {k: v.shape for k, v in old.items()}
 
 
+def test_conv_max_spatial_keeps_a_minatar_grid_whole():
+    enc = ImageEncoder((10, 10, 10), 32, 128, SimNorm(8), max_spatial=10)
+    assert [m.stride for m in enc.conv if isinstance(m, torch.nn.Conv2d)] == [(1, 1), (1, 1)]
+    assert enc.proj.in_features == 64 * 10 * 10
+    # Each cell reaches the Linear: moving one object by one cell changes the latent.
+    x = torch.zeros(2, 10, 10, 10)
+    x[0, 3, 4, 4] = 1.0
+    x[1, 3, 4, 5] = 1.0
+    out = enc(x)
+    assert out.shape == (2, 128) and not torch.allclose(out[0], out[1])
+    from scalezero.training.loop import resolve_tasks
+
+    _, layout = resolve_tasks(load_suite("minatar"))
+    assert make_encoders(ModelConfig(conv_max_spatial=10), layout)["image"].proj.in_features == 64 * 10 * 10
+    assert ImageEncoder((1, 64, 64), 32, 128, SimNorm(8), max_spatial=16).proj.in_features == 64 * 16 * 16
+    with pytest.raises(ValueError, match="model.conv_max_spatial"):
+        ModelConfig(conv_max_spatial=0).validate()
+
+
 def test_large_frames_are_downsampled_to_at_most_8x8_and_rescaled():
     enc = ImageEncoder((1, 64, 64), 32, 128, SimNorm(8), obs_scale=255.0)
     assert enc.proj.in_features == 64 * 8 * 8

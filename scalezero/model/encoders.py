@@ -43,12 +43,13 @@ class SimNorm(nn.Module):
 class ImageEncoder(nn.Module):
     """Conv net for ``(C, H, W)`` images: MinAtar 10x10 grids up to 64x64 or 96x96 Atari frames.
 
-    conv3x3 C->ch, GELU, conv3x3 stride 2 ch->2ch, GELU, then further conv3x3 stride-2
-    2ch->2ch stages (each followed by GELU) until height and width are at most
-    ``max_spatial``, flatten, Linear -> embed_dim, the latent norm. A 10x10 grid is 5x5 after the first
-    stride, so it gets no further stage and its encoder is exactly the original two-conv net
-    (same modules, parameter names and numbers); a 64x64 frame goes 32, 16, 8 and a 96x96 one
-    48, 24, 12, 6, which keeps the final Linear small (``2ch * 8 * 8`` inputs at most).
+    conv3x3 C->ch, GELU, conv3x3 ch->2ch, GELU, then further conv3x3 2ch->2ch stages (each
+    followed by GELU) until height and width are at most ``max_spatial``, flatten, Linear ->
+    embed_dim, the latent norm. Every conv after the first has stride 2 while the grid is still
+    larger than ``max_spatial`` (the second conv has stride 1 when the input already fits). With
+    the default 8, a 10x10 grid is 5x5 after the second conv, a 64x64 frame goes 32, 16, 8 and a
+    96x96 one 48, 24, 12, 6, which keeps the final Linear small (``2ch * 8 * 8`` inputs at
+    most); with 10, MinAtar's grid stays 10x10 (``model.conv_max_spatial``).
 
     Input ``[N, C, H, W]`` of any numeric/bool dtype, converted to float and divided by
     ``obs_scale`` (the kind's largest observation value, 255 for raw pixels; 1 for MinAtar's 0/1
@@ -68,10 +69,11 @@ class ImageEncoder(nn.Module):
         layers: list[nn.Module] = [
             nn.Conv2d(c, channels, kernel_size=3, padding=1),
             nn.GELU(),
-            nn.Conv2d(channels, 2 * channels, kernel_size=3, stride=2, padding=1),
-            nn.GELU(),
         ]
-        h, w = (h + 1) // 2, (w + 1) // 2
+        stride = 2 if max(h, w) > max_spatial else 1
+        layers += [nn.Conv2d(channels, 2 * channels, kernel_size=3, stride=stride, padding=1), nn.GELU()]
+        if stride == 2:
+            h, w = (h + 1) // 2, (w + 1) // 2
         while max(h, w) > max_spatial:
             layers += [nn.Conv2d(2 * channels, 2 * channels, kernel_size=3, stride=2, padding=1), nn.GELU()]
             h, w = (h + 1) // 2, (w + 1) // 2
@@ -178,7 +180,9 @@ def make_encoders(cfg: ModelConfig, layout: SuiteLayout) -> nn.ModuleDict:
     for kind, shape in layout.obs_shapes.items():
         if kind == "image":
             scale = (layout.obs_scales or {}).get(kind, 1.0)
-            encoders[kind] = ImageEncoder(shape, cfg.conv_channels, cfg.embed_dim, latent_norm(cfg), obs_scale=scale)
+            encoders[kind] = ImageEncoder(
+                shape, cfg.conv_channels, cfg.embed_dim, latent_norm(cfg), obs_scale=scale, max_spatial=cfg.conv_max_spatial
+            )
         elif kind == "vector":
             (dim,) = shape
             encoders[kind] = VectorEncoder(dim, cfg.mlp_hidden, cfg.embed_dim, latent_norm(cfg))
