@@ -32,7 +32,7 @@ def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
 
 LORA_TARGETS = ("attention", "experts", "ffn")
 LATENT_NORMS = ("simnorm", "layernorm")
-SUPPORT_TARGETS = ("two_hot", "hl_gauss")
+SUPPORT_TARGETS = ("two_hot", "hl_gauss", "two_hot_scalar")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class ModelConfig:
     use this sliding window; because it fits inside the training window, every context length
     and rotary distance that target computation (``K + n + 1`` steps) and search (context plus
     any depth) attend over was seen by a gradient, and rotary positions make dropping keys
-    older than the window exact."""
+    older than the window exact. This holds per layer; with several layers a token depends on
+    steps up to ``num_layers`` windows back (see ``replay.bootstrap_split``)."""
     latent_norm: str = "simnorm"
     """Normalisation every latent ends in (encoders and the next-latent head): ``simnorm``
     (softmax over groups of ``simnorm_group``, TD-MPC2 / UniZero) or ``layernorm``. The latent
@@ -73,7 +74,12 @@ class ModelConfig:
     support_target: str = "two_hot"
     """Targets of the reward and value cross-entropies: ``two_hot`` (the scalar split between its
     two neighbouring bins, MuZero) or ``hl_gauss`` (the mass of a Gaussian around it on every
-    bin, ``support_sigma`` bins wide: HL-Gauss, "Stop Regressing", Farebrother et al. 2024)."""
+    bin, ``support_sigma`` bins wide: HL-Gauss, "Stop Regressing", Farebrother et al. 2024) or
+    ``two_hot_scalar`` (split between the two neighbouring bins by distance in the scalar's own
+    units, read out as the expected bin value, as DreamerV3 does). The first two read a
+    prediction out as ``h^-1`` of the expected transformed value, which lies below the mean of
+    the targets whenever they vary (``h^-1`` is convex for positive values) and compounds
+    through bootstrapped n-step targets; ``two_hot_scalar`` reads out the mean itself."""
     support_sigma: float = 0.75
     """Standard deviation of the ``hl_gauss`` targets, in bin widths (0.75: the paper's choice)."""
     conv_channels: int = 32
@@ -280,6 +286,14 @@ class ReplayConfig:
     ``td_age_steps`` env steps of its task collected since the window was stored (down to one
     step), so old data, gathered by older and more random policies, hands over to the target
     network's value sooner; 0: every window uses ``td_steps``."""
+    bootstrap_split: bool = False
+    """Compute the target network's bootstrap values over pieces of ``unroll_steps + 1`` steps,
+    one of them starting at step ``td_steps`` (so the value bootstrapping target ``k`` is read
+    with the context of ``k`` steps that the online prediction ``k`` has), instead of over the
+    whole ``unroll_steps + td_steps + 1``-step window at once. With more than one layer the
+    sliding attention window does not bound what a token depends on (each layer reaches one
+    window further back), so values read late in the whole window come from contexts the
+    online value head never trained on; the pieces read every value in a layout it did."""
     reanalyse_fraction: float = 0.0
     """Fraction of every task's learner windows whose policy targets are recomputed at sample
     time by one batched search of the target network, from the same context the actor had
@@ -368,11 +382,16 @@ class TrainConfig:
     """Every this many learner updates, restore the network's plasticity (shrink and perturb,
     as in SR-SPR and BBF): the value, reward and policy heads start again from a fresh
     initialisation, every other weight becomes ``reset_keep`` of itself plus ``1 - reset_keep``
-    of a fresh one, and the optimiser's moments are cleared. The target network is left as it
-    is, so bootstrap targets stay steady while the online network relearns from the whole
-    replay. Aimed at a learner that fits its replay far better than fresh data. 0: off."""
+    of a fresh one, and the optimiser's moments are cleared. The target network is not reset,
+    but it keeps following the online one at ``target_tau`` (halfway to the reset network in
+    about ``0.7 / target_tau`` updates) unless ``reset_target_hold`` holds it. Aimed at a
+    learner that fits its replay far better than fresh data. 0: off."""
     reset_keep: float = 0.5
     """Share of each non-head weight kept at a reset (``reset_every``); 0: a full re-initialisation."""
+    reset_target_hold: int = 0
+    """Learner updates after each reset during which the target network stays as it was at
+    the reset, so bootstrap values and next-latent targets come from the trained network
+    while the reset one relearns (then it follows at ``target_tau`` again); 0: no hold."""
     moe_balance_weight: float = 0.01
     """Weight of the MoE load-balancing loss (mean over layers; used when experts exist)."""
     moe_z_weight: float = 0.0
@@ -462,6 +481,12 @@ class TrainConfig:
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
         _check(self.reset_every >= 0, "train.reset_every", "an integer >= 0 (0: off)", self.reset_every)
         _check(0 <= self.reset_keep < 1, "train.reset_keep", "a float in [0, 1)", self.reset_keep)
+        _check(
+            self.reset_target_hold >= 0 and (self.reset_every == 0 or self.reset_target_hold < self.reset_every),
+            "train.reset_target_hold",
+            "an integer >= 0 and below train.reset_every",
+            self.reset_target_hold,
+        )
         _check(self.task_weighting in TASK_WEIGHTINGS, "train.task_weighting", f"one of {TASK_WEIGHTINGS}", self.task_weighting)
         _check(self.difficulty_temperature > 0, "train.difficulty_temperature", "a float > 0", self.difficulty_temperature)
         _check(self.conflict_every >= 0, "train.conflict_every", "an integer >= 0 (0: off)", self.conflict_every)

@@ -80,3 +80,40 @@ def test_target_and_search_attend_only_over_trained_spans(monkeypatch, overrides
     assert set(spans) == {"train", "target", "search"}
     assert spans["target"] <= spans["train"], f"target computation attends over untrained spans: {spans}"
     assert spans["search"] <= spans["train"], f"search attends over untrained spans: {spans}"
+
+
+def test_split_bootstraps_read_values_in_the_training_layout() -> None:
+    """Spans are not the whole story with two layers: a token depends on one window further
+    back per layer, so over the whole ``K + n + 1``-step window a late value still depends on
+    steps the online model never sees before its own prediction. With
+    ``replay.bootstrap_split`` the value bootstrapping target ``k`` (step ``n + k``) is read
+    exactly as the online model reads its prediction ``k``: from steps ``n..n+k`` alone."""
+    config = load_suite("cartpole")
+    config = with_overrides(config, "model", embed_dim=32, num_heads=2, mlp_hidden=32, num_layers=2)
+    torch.manual_seed(0)
+    _, layout = resolve_tasks(config)
+    device = torch.device("cpu")
+    whole = Learner(build_model(config, layout, device), layout, config, device)
+    split_config = with_overrides(config, "replay", bootstrap_split=True)
+    split = Learner(build_model(split_config, layout, device), layout, split_config, device)
+    with torch.no_grad():  # the value head starts at zero: give it weights that read the tokens
+        for param in whole.target.heads.value.parameters():
+            param.normal_(0.0, 0.3)
+    split.target.load_state_dict(whole.target.state_dict())
+    K, n = config.replay.unroll_steps, config.replay.td_steps
+    length, dim = K + n + 1, config.model.embed_dim
+    latents = torch.softmax(torch.randn(3, length, dim), dim=-1)
+    actions = torch.randint(0, 2, (3, length))
+    task_ids = torch.zeros(3, dtype=torch.long)
+    earlier = latents.clone()
+    earlier[:, : n - 1] = torch.softmax(torch.randn(3, n - 1, dim), dim=-1)  # steps before n - 1 only
+    with torch.no_grad():
+        reference = whole.target.sequence_values(latents[:, n : n + K + 1], actions[:, n : n + K + 1], task_ids)
+        got = split._bootstrap_values(latents, actions, task_ids)
+        assert reference.std() > 1e-3
+        torch.testing.assert_close(got[:, n : n + K + 1], reference)
+        torch.testing.assert_close(split._bootstrap_values(earlier, actions, task_ids)[:, n:], got[:, n:])
+        # The whole window: step n + K is more than one attention window after step n - 2,
+        # yet its value moves with it.
+        moved = whole._bootstrap_values(earlier, actions, task_ids) - whole._bootstrap_values(latents, actions, task_ids)
+        assert moved[:, n + K].abs().max() > 1e-6

@@ -120,6 +120,35 @@ def test_scaled_support_spreads_small_scalars_over_finer_bins():
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.2])
+def test_two_hot_scalar_splits_in_scalar_units_and_reads_out_the_mean(scale):
+    """Same bin pair as the transformed two-hot, weights by distance to the bins' scalar values
+    (by hand for a reward of 1), round trip exact, and a 50/50 mixture of the targets of 0 and
+    x reads out x / 2, where the transformed convention reads out h^-1(h(x) / 2), below 0.8 x / 2."""
+    support = Support(10, scale=scale, target="two_hot_scalar")
+    x = torch.linspace(-0.999 * support.max_scalar, 0.999 * support.max_scalar, 501)
+    x = torch.cat([x, torch.tensor([0.0, 1.0, -1.0, 3.0, support.max_scalar])])
+    target = support.scalar_to_target(x)
+    assert_close(target.sum(-1), torch.ones(x.shape[0]), 1e-6)
+    assert (target >= 0).all() and (target.gt(0).sum(-1) <= 2).all()
+    assert ((target > 0) <= (Support(10, scale=scale).scalar_to_two_hot(x) > 0) | (target == 0)).all()
+    assert ((support.probs_to_scalar(target) - x).abs() / x.abs().clamp(min=1.0)).max() < 1e-4
+    one = support.scalar_to_target(torch.tensor([1.0]))[0]
+    low = int(float(value_transform(torch.tensor(1.0))) // scale)
+    lo_v, hi_v = (float(inverse_value_transform(torch.tensor(b * scale))) for b in (low, low + 1))
+    assert_close(one[10 + low + 1], torch.tensor((1.0 - lo_v) / (hi_v - lo_v)), 1e-5)
+    top = torch.tensor([0.75 * support.max_scalar])
+    mix = 0.5 * (support.scalar_to_target(torch.tensor([0.0])) + support.scalar_to_target(top))
+    assert_close(support.probs_to_scalar(mix), top / 2, 1e-4)
+    transformed = Support(10, scale=scale)
+    mix_t = 0.5 * (transformed.scalar_to_target(torch.tensor([0.0])) + transformed.scalar_to_target(top))
+    by_hand = inverse_value_transform(0.5 * value_transform(top))
+    assert_close(transformed.probs_to_scalar(mix_t), by_hand, 1e-4)
+    assert float(by_hand) < 0.8 * float(top / 2)
+    edge = support.scalar_to_target(torch.tensor([1e9, -1e9]))
+    assert edge[0, -1] == 1 and edge[1, 0] == 1
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.2])
 def test_hl_gauss_targets_match_the_gaussian_mass_per_bin(scale):
     """Each bin gets the mass of N(h(x) / scale, sigma^2) on its interval (math.erf by hand),
     the tails go to the edge bins, and inside the support the expected scalar is x itself."""

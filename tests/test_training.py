@@ -303,6 +303,19 @@ def test_reset_shrinks_and_perturbs_the_online_network_only():
         torch.testing.assert_close(param, 0.95 * target_before[name] + 0.05 * stepped[name])
 
 
+def test_reset_target_hold_keeps_the_target_still_after_each_reset():
+    """``train.reset_target_hold: 2`` with resets every 3 updates: the target moves at updates
+    1-3 (the EMA precedes the reset at 3), stays still at 4-5, moves at 6 and stays at 7-8."""
+    data = {**SMALL, "train": {**SMALL["train"], "reset_every": 3, "reset_target_hold": 2}}
+    _, _, _, collector, learner = _collected(data, 4)
+    moved = []
+    for _ in range(8):
+        before = [p.detach().clone() for p in learner.target.parameters()]
+        learner.update(learner.sample(collector.replays, [0, 1, 2]))
+        moved.append(any(not torch.equal(a, b) for a, b in zip(before, learner.target.parameters(), strict=True)))
+    assert moved == [True, True, True, False, False, True, False, False]
+
+
 def test_reset_is_refused_under_lora_stages():
     from scalezero.config import ConfigError
 
@@ -310,3 +323,5 @@ def test_reset_is_refused_under_lora_stages():
         config_from_dict({**SMALL, "model": {**SMALL["model"], "lora_stages": 2}, "train": {**SMALL["train"], "reset_every": 10}})
     with pytest.raises(ConfigError, match="train.reset_keep"):
         config_from_dict({**SMALL, "train": {**SMALL["train"], "reset_keep": 1.0}})
+    with pytest.raises(ConfigError, match="train.reset_target_hold"):
+        config_from_dict({**SMALL, "train": {**SMALL["train"], "reset_every": 10, "reset_target_hold": 10}})

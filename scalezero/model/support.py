@@ -4,7 +4,10 @@ Returns in different tasks span very different ranges. Following MuZero, scalars
 first squashed with the invertible transform ``h`` and then represented as a
 categorical distribution over integer bins in the transformed space. The network
 predicts logits over the bins and is trained with cross-entropy against a "two-hot"
-target; the scalar prediction is the inverse transform of the expected bin.
+target; the scalar prediction is the inverse transform of the expected bin. The
+``two_hot_scalar`` kind keeps the bins but splits and reads out in the scalar's own units
+(DreamerV3), so a prediction is the mean of its targets rather than ``h^-1`` of their mean
+transform, which is lower for positive, varying targets.
 """
 
 from __future__ import annotations
@@ -97,6 +100,27 @@ class Support:
         out.scatter_add_(-1, high_idx.unsqueeze(-1), frac.unsqueeze(-1))
         return out
 
+    def bin_values(self, like: Tensor) -> Tensor:
+        """The scalars the bins stand for, ``h^-1`` of :meth:`bins`, on ``like``'s device and dtype."""
+        return inverse_value_transform(self.bins(like), self.eps)
+
+    def scalar_to_two_hot_scalar(self, x: Tensor) -> Tensor:
+        """Scalars ``[...]`` -> two-hot targets ``[..., bins]`` split in the scalar's units: the
+        two neighbouring bins (the same pair :meth:`scalar_to_two_hot` picks) share the mass in
+        proportion to the scalar's distance to each bin's value, so the expected bin value
+        equals the scalar (clamped to :attr:`max_scalar`)."""
+        x = x.float() if not torch.is_floating_point(x) else x
+        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+        low = torch.floor(y).clamp(-self.size, self.size - 1)
+        lo_v = inverse_value_transform(low * self.scale, self.eps)
+        hi_v = inverse_value_transform((low + 1.0) * self.scale, self.eps)
+        frac = ((x - lo_v) / (hi_v - lo_v)).clamp(0.0, 1.0)
+        low_idx = (low + self.size).long()
+        out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
+        out.scatter_add_(-1, low_idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
+        out.scatter_add_(-1, (low_idx + 1).unsqueeze(-1), frac.unsqueeze(-1))
+        return out
+
     def scalar_to_hl_gauss(self, x: Tensor) -> Tensor:
         """Scalars ``[...]`` -> histogram targets ``[..., bins]`` (HL-Gauss, Imani & White 2018;
         Farebrother et al. 2024): the mass a Gaussian centred on the transformed scalar, with
@@ -116,11 +140,18 @@ class Support:
 
     def scalar_to_target(self, x: Tensor) -> Tensor:
         """Scalars ``[...]`` -> training targets ``[..., bins]`` of this support's kind
-        (``two_hot`` or ``hl_gauss``)."""
-        return self.scalar_to_hl_gauss(x) if self.target == "hl_gauss" else self.scalar_to_two_hot(x)
+        (``two_hot``, ``hl_gauss`` or ``two_hot_scalar``)."""
+        if self.target == "hl_gauss":
+            return self.scalar_to_hl_gauss(x)
+        if self.target == "two_hot_scalar":
+            return self.scalar_to_two_hot_scalar(x)
+        return self.scalar_to_two_hot(x)
 
     def probs_to_scalar(self, probs: Tensor) -> Tensor:
-        """Distribution over bins ``[..., bins]`` -> scalar ``[...]`` (expected bin, inverted)."""
+        """Distribution over bins ``[..., bins]`` -> scalar ``[...]``: the expected bin, inverted
+        (``two_hot``, ``hl_gauss``), or the expected bin value (``two_hot_scalar``)."""
+        if self.target == "two_hot_scalar":
+            return (probs * self.bin_values(probs)).sum(-1)
         expected = (probs * self.bins(probs)).sum(-1)
         return inverse_value_transform(expected, self.eps)
 

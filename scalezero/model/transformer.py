@@ -7,7 +7,11 @@ compute exactly the same attention as a plain forward over the unpadded sequence
 Attention rule: a query at position ``p`` sees the valid keys whose positions lie in
 ``(p - window_tokens, p]``. Because rotary embeddings make attention scores depend only
 on relative positions, dropping keys older than the window is exact: a search that goes
-deeper than the training sequences sees the same kind of context the model was trained on.
+deeper than the training sequences sees the same kind of context the model was trained on,
+layer by layer. Across layers the window does not bound what a token depends on (each layer
+reaches one window further back), so a token late in a sequence longer than the training
+window still reads keys whose own contexts were longer than any in training
+(``replay.bootstrap_split`` keeps bootstrap values out of that case).
 """
 
 from __future__ import annotations

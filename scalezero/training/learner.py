@@ -40,6 +40,14 @@ PRIORITY_FLOOR = 1e-6
 RESET_HEADS = ("heads.value.", "heads.reward.", "heads.policy.")
 
 
+def bootstrap_pieces(length: int, size: int, anchor: int) -> list[tuple[int, int]]:
+    """Split steps ``0..length-1`` into consecutive ``(start, end)`` pieces of at most ``size``
+    steps, with a piece starting at ``anchor`` (when ``0 < anchor < length``), so that step
+    ``anchor + k`` is step ``k`` of its piece for ``k < size``."""
+    starts = sorted({0, *range(anchor % size, length, size)} - {length})
+    return [(a, b) for a, b in zip(starts, [*starts[1:], length], strict=True) if b > a]
+
+
 @dataclass
 class Batch:
     """Windows of several tasks stacked along the batch axis (rows of one task are contiguous)."""
@@ -211,6 +219,15 @@ class Learner:
         ages = np.concatenate([w.ages for w in batch.windows.values()])
         return np.clip(n - ages // age_steps, 1, n)
 
+    def _bootstrap_values(self, latents: torch.Tensor, actions: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The target network's values ``[N, L]`` at every step of the windows, over the whole
+        window or, with ``replay.bootstrap_split``, over the pieces :func:`bootstrap_pieces` gives."""
+        replay = self.config.replay
+        if not replay.bootstrap_split:
+            return self.target.sequence_values(latents, actions, task_ids)
+        pieces = bootstrap_pieces(latents.shape[1], replay.unroll_steps + 1, replay.td_steps)
+        return torch.cat([self.target.sequence_values(latents[:, a:b], actions[:, a:b], task_ids) for a, b in pieces], dim=1)
+
     def compute_losses(self, batch: Batch) -> LossOutput:
         """Steps 2-4: targets, the online forward and the named losses (with gradients)."""
         cfg, train = self.config, self.config.train
@@ -230,7 +247,7 @@ class Learner:
         # 2. Targets from the target network (no gradient).
         with torch.no_grad():
             target_latents = self._encode(self.target, batch, length)
-            bootstrap = self.target.sequence_values(target_latents, actions, task_ids).cpu().numpy()
+            bootstrap = self._bootstrap_values(target_latents, actions, task_ids).cpu().numpy()
         if batch.fresh_values is not None:
             fresh = np.concatenate([batch.fresh_values[t] for t in batch.task_ids])
             bootstrap = np.where(np.isnan(fresh), bootstrap, fresh)
@@ -460,10 +477,20 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.step()
-        self._update_target(train.target_tau)
+        if not self.holding_target():
+            self._update_target(train.target_tau)
         if train.reset_every and self.updates % train.reset_every == 0:
             self.reset()
         return grad_norm
+
+    def holding_target(self) -> bool:
+        """Whether this update falls in the ``train.reset_target_hold`` updates after a reset,
+        when the target network does not move (a function of the update count alone, so a
+        resumed run holds exactly where the original would)."""
+        train = self.config.train
+        if not (train.reset_every and train.reset_target_hold) or self.updates < train.reset_every:
+            return False
+        return 1 <= self.updates % train.reset_every <= train.reset_target_hold
 
     @torch.no_grad()
     def reset(self) -> None:
