@@ -111,6 +111,12 @@ def probe_name(base: str, probe: dict) -> str:
     return "_".join([base, *(f"{key}{value}" for values in probe.values() for key, value in values.items())])
 
 
+def seeds_name(base: str, seeds: list[int], usual: list[int]) -> str:
+    """``base`` for the benchmark's ``usual`` seeds; for any others (a fresh-seed check) the
+    seeds appended as ``_seeds<s>-<s>``, so the usual seeds' outputs are not overwritten."""
+    return base if list(seeds) == list(usual) else f"{base}_seeds{'-'.join(map(str, seeds))}"
+
+
 def run_path(out: Path, name: str, suite: dict, seed: int) -> Path:
     """``out/<name>-<digest>-s<seed>``: the digest is taken over the suite's settings, so two
     benchmarks that train the same configuration in the same ``out`` share its runs, and a

@@ -48,6 +48,7 @@ from common import (
     run_all,
     run_path,
     save_outputs,
+    seeds_name,
 )
 
 #: Single-task final returns at 20,000 env steps before this benchmark's learner changes
@@ -141,8 +142,7 @@ def summarise(runs: dict[str, list[dict]], missing: list[str] = ()) -> dict:
 def result_name(probe: dict, seeds: list[int]) -> str:
     """``minatar_single`` for the grid, with the probe's overrides and, for seeds other than
     :data:`PROTOCOL_SEEDS`, the seeds appended, so neither overwrites the grid's results."""
-    name = probe_name("minatar_single", probe)
-    return name if list(seeds) == PROTOCOL_SEEDS else f"{name}_seeds{'-'.join(map(str, seeds))}"
+    return seeds_name(probe_name("minatar_single", probe), seeds, PROTOCOL_SEEDS)
 
 
 def markdown_table(result: dict) -> str:

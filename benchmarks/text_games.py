@@ -43,6 +43,7 @@ from common import (
     probe_name,
     run_all,
     save_outputs,
+    seeds_name,
 )
 
 SUITES = {"textworld4": ("text_games", 200), "jericho905": ("jericho905", 8)}
@@ -125,8 +126,7 @@ def main() -> None:
     if probe:
         settings = merge(settings, probe)
         name, run_name = probe_name(name, probe), probe_name(run_name, probe).replace("_", "-")
-    if list(args.seeds) != [0, 1]:
-        name = f"{name}_seeds{'-'.join(map(str, args.seeds))}"
+    name = seeds_name(name, args.seeds, [0, 1])
     jobs = [(run_name, settings, seed) for seed in args.seeds]
     runs = run_all(jobs, Path(args.out), args.parallel, args.suite, archive=None if args.smoke else ARCHIVE)
     random = random_returns(settings, min(episodes, 8) if args.smoke else episodes)

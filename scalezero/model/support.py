@@ -89,13 +89,21 @@ class Support:
         The transformed scalar is split between its two neighbouring bins in proportion to
         its distance to each, so the expected bin equals the transform.
         """
-        x = x.float() if not torch.is_floating_point(x) else x
-        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+        x, y = self._in_bins(x)
         low = torch.floor(y)
-        frac = y - low
+        return self._split(low, y - low)
+
+    def _in_bins(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x as float, its transform in bin units clamped to the support)``."""
+        x = x.float() if not torch.is_floating_point(x) else x
+        return x, (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+
+    def _split(self, low: Tensor, frac: Tensor) -> Tensor:
+        """Two-hot rows ``[..., bins]``: ``1 - frac`` on bin ``low`` (in ``-size..size``), ``frac``
+        on the bin above it (the same bin at the top edge)."""
         low_idx = (low + self.size).long().clamp(0, self.num_bins - 1)
         high_idx = (low_idx + 1).clamp(max=self.num_bins - 1)
-        out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
+        out = torch.zeros(*frac.shape, self.num_bins, device=frac.device, dtype=frac.dtype)
         out.scatter_add_(-1, low_idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
         out.scatter_add_(-1, high_idx.unsqueeze(-1), frac.unsqueeze(-1))
         return out
@@ -109,17 +117,11 @@ class Support:
         two neighbouring bins (the same pair :meth:`scalar_to_two_hot` picks) share the mass in
         proportion to the scalar's distance to each bin's value, so the expected bin value
         equals the scalar (clamped to :attr:`max_scalar`)."""
-        x = x.float() if not torch.is_floating_point(x) else x
-        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+        x, y = self._in_bins(x)
         low = torch.floor(y).clamp(-self.size, self.size - 1)
         lo_v = inverse_value_transform(low * self.scale, self.eps)
         hi_v = inverse_value_transform((low + 1.0) * self.scale, self.eps)
-        frac = ((x - lo_v) / (hi_v - lo_v)).clamp(0.0, 1.0)
-        low_idx = (low + self.size).long()
-        out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
-        out.scatter_add_(-1, low_idx.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
-        out.scatter_add_(-1, (low_idx + 1).unsqueeze(-1), frac.unsqueeze(-1))
-        return out
+        return self._split(low, ((x - lo_v) / (hi_v - lo_v)).clamp(0.0, 1.0))
 
     def scalar_to_hl_gauss(self, x: Tensor) -> Tensor:
         """Scalars ``[...]`` -> histogram targets ``[..., bins]`` (HL-Gauss, Imani & White 2018;
@@ -130,8 +132,7 @@ class Support:
         Neighbouring scalars get overlapping targets, which spreads what is learned about one
         return to its neighbours instead of fitting each target's exact bin pair.
         """
-        x = x.float() if not torch.is_floating_point(x) else x
-        y = (value_transform(x, self.eps) / self.scale).clamp(-self.size, self.size)
+        x, y = self._in_bins(x)
         edges = torch.arange(-self.size - 0.5, self.size + 1.0, device=x.device, dtype=x.dtype)  # [bins + 1]
         cdf = torch.special.ndtr((edges - y.unsqueeze(-1)) / self.sigma)
         cdf[..., 0] = 0.0

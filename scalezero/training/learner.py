@@ -44,8 +44,8 @@ def bootstrap_pieces(length: int, size: int, anchor: int) -> list[tuple[int, int
     """Split steps ``0..length-1`` into consecutive ``(start, end)`` pieces of at most ``size``
     steps, with a piece starting at ``anchor`` (when ``0 < anchor < length``), so that step
     ``anchor + k`` is step ``k`` of its piece for ``k < size``."""
-    starts = sorted({0, *range(anchor % size, length, size)} - {length})
-    return [(a, b) for a, b in zip(starts, [*starts[1:], length], strict=True) if b > a]
+    starts = sorted({0, *range(anchor % size, length, size)})
+    return list(zip(starts, [*starts[1:], length], strict=True))
 
 
 @dataclass
