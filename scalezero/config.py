@@ -378,6 +378,11 @@ class TrainConfig:
     replaced by its one-step prediction, as search feeds them to the heads, and the same targets
     apply (MuZero trains its heads only on predicted states; teacher forcing never does). Costs
     one more transformer pass per update; 0: off."""
+    augment_shift: int = 0
+    """Random-shift augmentation of image observations in learner batches (DrQ, as EfficientZero
+    and BBF train Atari): each window moves by up to this many cells or pixels in each
+    direction, the same at every step of the window, zeros shifted in; vector and text
+    observations are left alone. 0: off."""
     reset_every: int = 0
     """Every this many learner updates, restore the network's plasticity (shrink and perturb,
     as in SR-SPR and BBF): the value, reward and policy heads start again from a fresh
@@ -479,6 +484,7 @@ class TrainConfig:
         for name in ("latent_weight", "reward_weight", "value_weight", "policy_weight", "entropy_weight", "temporal_consistency_weight", "path_consistency_weight", "imagined_weight", "moe_balance_weight", "moe_z_weight"):
             value = getattr(self, name)
             _check(value >= 0, f"train.{name}", "a float >= 0", value)
+        _check(self.augment_shift >= 0, "train.augment_shift", "an integer >= 0 (0: off)", self.augment_shift)
         _check(self.reset_every >= 0, "train.reset_every", "an integer >= 0 (0: off)", self.reset_every)
         _check(0 <= self.reset_keep < 1, "train.reset_keep", "a float in [0, 1)", self.reset_keep)
         _check(

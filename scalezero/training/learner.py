@@ -29,6 +29,7 @@ from scalezero.model.moe import RouterInfo
 from scalezero.model.support import value_transform
 from scalezero.replay import TaskReplay, Window, nstep_value_targets
 from scalezero.tasks import SuiteLayout
+from scalezero.training.augment import draw_shifts, shift_windows
 from scalezero.training.clustering import recluster
 from scalezero.training.conflict import gradient_conflict
 from scalezero.training.distributed import all_true, combine_gradients
@@ -198,11 +199,24 @@ class Learner:
         self.reanalyse_s = time.perf_counter() - start
         return Batch(windows, fresh)
 
-    def _encode(self, net: WorldModel, batch: Batch, positions: int) -> torch.Tensor:
-        """Encode the first ``positions`` observations of every window -> ``[N, positions, D]``."""
+    def _augment(self, batch: Batch) -> dict[int, np.ndarray]:
+        """Each image task's windows shifted by ``train.augment_shift`` (one shift per window,
+        drawn once per update so the online and target networks see the same view)."""
+        k = self.config.train.augment_shift
+        if k == 0:
+            return {}
+        return {
+            t: shift_windows(w.obs, draw_shifts(w.obs.shape[0], k, self.rng))
+            for t, w in batch.windows.items()
+            if self.layout.kind(t) == "image"
+        }
+
+    def _encode(self, net: WorldModel, batch: Batch, positions: int, shifted: dict[int, np.ndarray] | None = None) -> torch.Tensor:
+        """Encode the first ``positions`` observations of every window -> ``[N, positions, D]``
+        (a task's ``shifted`` observations in place of its own where given)."""
         latents = []
         for t, w in batch.windows.items():
-            obs = w.obs[:, :positions]
+            obs = (shifted or {}).get(t, w.obs)[:, :positions]
             b = obs.shape[0]
             flat = self.layout.pad_obs(t, obs.reshape((b * positions,) + obs.shape[2:]))
             latents.append(net.encode(torch.as_tensor(flat, device=self.device), self.layout.kind(t)).view(b, positions, -1))
@@ -245,8 +259,9 @@ class Learner:
         length = actions.shape[1]
 
         # 2. Targets from the target network (no gradient).
+        shifted = self._augment(batch)
         with torch.no_grad():
-            target_latents = self._encode(self.target, batch, length)
+            target_latents = self._encode(self.target, batch, length, shifted)
             bootstrap = self._bootstrap_values(target_latents, actions, task_ids).cpu().numpy()
         if batch.fresh_values is not None:
             fresh = np.concatenate([batch.fresh_values[t] for t in batch.task_ids])
@@ -254,7 +269,7 @@ class Learner:
         value_target, value_mask = nstep_value_targets(rewards, is_step, is_obs, terminal, bootstrap, train.discount, n, K + 1, self._horizons(batch))
 
         # 3. Online forward over K+1 steps (teacher forcing on encoded observations).
-        latents = self._encode(self.model, batch, K + 1)
+        latents = self._encode(self.model, batch, K + 1, shifted)
         out = self.model.forward_sequence(latents, actions[:, : K + 1], task_ids)
 
         # 4. Losses per position [N, K+1], masked and averaged per task.
