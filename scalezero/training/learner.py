@@ -4,7 +4,9 @@ One update, in order:
   1. sample ``batch_size`` windows of ``K + n + 1`` entries from each task's replay (with
      ``replay.reanalyse_fraction``, some get fresh policy targets from a search of the
      target network: ``reanalyse.py``);
-  2. the target network encodes every observation of the windows and runs the sequence:
+  2. (with ``train.augment_shift``, each image window moves by one random shift, the view
+     both networks then encode) the target network encodes every observation of the windows
+     and runs the sequence:
      its latents are the next-latent targets, its values the n-step bootstrap values;
   3. the online network encodes the first ``K + 1`` observations and runs the same
      (teacher-forced) sequence of latent and action tokens;
