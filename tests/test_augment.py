@@ -3,13 +3,10 @@ across its steps, the same view for the online and target networks, image tasks 
 
 import numpy as np
 import pytest
-import torch
+from tiny_run import filled_learner
 
 from scalezero.config import ConfigError, config_from_dict
 from scalezero.training.augment import draw_shifts, shift_windows
-from scalezero.training.collector import Collector
-from scalezero.training.learner import Learner
-from scalezero.training.loop import build_model, resolve_tasks
 
 
 def _reference(obs: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -55,13 +52,7 @@ def test_learner_shifts_image_windows_once_for_both_networks():
         "replay": {"unroll_steps": 3, "td_steps": 2},
         "train": {"num_envs": 4, "batch_size": 6, "context_steps": 2, "augment_shift": 1},
     })  # fmt: skip
-    tasks, layout = resolve_tasks(config)
-    torch.manual_seed(0)
-    model = build_model(config, layout, torch.device("cpu"))
-    collector = Collector(tasks, layout, config, torch.device("cpu"))
-    for _ in range(12):
-        collector.step(model, [0, 1])
-    learner = Learner(model, layout, config, torch.device("cpu"))
+    _, collector, learner = filled_learner(config, 12)
     batch = learner.sample(collector.replays, [0, 1])
     seen = []
     encode = learner._encode

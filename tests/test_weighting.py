@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_run import filled_learner
 
 from scalezero.config import ConfigError, config_from_dict
 from scalezero.tasks.base import TaskSpec
-from scalezero.training.collector import Collector
-from scalezero.training.learner import Learner
-from scalezero.training.loop import build_model, resolve_tasks, train
+from scalezero.training.loop import train
 from scalezero.training.weighting import difficulty_weights, task_progress
 
 SPEC = TaskSpec("t", "vector", (4,), 2, target_return=10.0)
@@ -55,13 +54,7 @@ SMALL = {
 
 def test_learner_total_is_the_weighted_mean_of_task_losses():
     config = config_from_dict(SMALL)
-    tasks, layout = resolve_tasks(config)
-    torch.manual_seed(0)
-    model = build_model(config, layout, torch.device("cpu"))
-    collector = Collector(tasks, layout, config, torch.device("cpu"))
-    for _ in range(4):
-        collector.step(model, [0, 1])
-    learner = Learner(model, layout, config, torch.device("cpu"))
+    _, collector, learner = filled_learner(config, 4)
     batch = learner.sample(collector.replays, [0, 1])
     uniform = learner.compute_losses(batch)
     torch.testing.assert_close(uniform.total, uniform.task_totals.mean())

@@ -23,6 +23,24 @@ EXACT_TRAIN = {"replay_ratio": 1.0, "keep_checkpoints": 100, "torch_threads": 1}
 kept, one thread (the same kernels every time)."""
 
 
+def filled_learner(config, collect_steps: int):
+    """A model (torch seed 0), a collector that stepped every task ``collect_steps`` times with
+    it, and a learner on the CPU: what a test of one learner update starts from."""
+    import torch
+
+    from scalezero.training.collector import Collector
+    from scalezero.training.learner import Learner
+    from scalezero.training.loop import build_model, resolve_tasks
+
+    tasks, layout = resolve_tasks(config)
+    torch.manual_seed(0)
+    model = build_model(config, layout, torch.device("cpu"))
+    collector = Collector(tasks, layout, config, torch.device("cpu"))
+    for _ in range(collect_steps):
+        collector.step(model, list(range(len(tasks))))
+    return model, collector, Learner(model, layout, config, torch.device("cpu"))
+
+
 def tiny(**train) -> dict:
     """:data:`TINY` with these ``train`` fields changed."""
     return {**TINY, "train": {**TINY["train"], **train}}
